@@ -1,0 +1,1 @@
+"""Credential sources (LWA, STS) and the cached-value type they share."""

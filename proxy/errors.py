@@ -1,0 +1,80 @@
+"""The proxy's own failures: one exception per row of PRODUCT.md's error table.
+
+    ProxyError                      (status, code)
+    ├── CredentialError             a credential source failed; `source` names it
+    │   ├── LwaRejected             502  LWA answered 4xx (its error code is kept)
+    │   ├── LwaUnavailable          503  LWA unreachable or 5xx after retries
+    │   ├── StsRejected             502  STS refused AssumeRole
+    │   └── StsUnavailable          503  STS unreachable or 5xx after retries
+    ├── UpstreamUnreachable         502  connecting to SP-API failed
+    ├── UpstreamTimeout             504  SP-API slower than upstream.timeout_s
+    ├── RequestTooLarge             413  body over listen.max_body_bytes
+    ├── ProxyUnauthorized           401  missing or wrong x-spapi-proxy-key
+    ├── InvalidRequest              400  a request the proxy refuses to forward
+    └── ProxyNotFound               404  unknown /_proxy/ path
+
+Messages are written for the user and never hold a secret: callers pass error codes
+and setting names, never values read from credentials or responses' token fields.
+"""
+
+from __future__ import annotations
+
+
+class ProxyError(Exception):
+    status: int = 500
+    code: str = "InternalError"
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class CredentialError(ProxyError):
+    """A credential source (LWA or STS) could not give a usable credential."""
+
+    source: str = "credentials"
+
+
+class LwaRejected(CredentialError):
+    status, code, source = 502, "LwaRejected", "lwa"
+
+    def __init__(self, message: str, details: str = "", lwa_error: str = "") -> None:
+        super().__init__(message, details)
+        self.lwa_error = lwa_error
+
+
+class LwaUnavailable(CredentialError):
+    status, code, source = 503, "LwaUnavailable", "lwa"
+
+
+class StsRejected(CredentialError):
+    status, code, source = 502, "StsRejected", "sts"
+
+
+class StsUnavailable(CredentialError):
+    status, code, source = 503, "StsUnavailable", "sts"
+
+
+class UpstreamUnreachable(ProxyError):
+    status, code = 502, "UpstreamUnreachable"
+
+
+class UpstreamTimeout(ProxyError):
+    status, code = 504, "UpstreamTimeout"
+
+
+class RequestTooLarge(ProxyError):
+    status, code = 413, "RequestTooLarge"
+
+
+class ProxyUnauthorized(ProxyError):
+    status, code = 401, "ProxyUnauthorized"
+
+
+class InvalidRequest(ProxyError):
+    status, code = 400, "InvalidInput"
+
+
+class ProxyNotFound(ProxyError):
+    status, code = 404, "NotFound"

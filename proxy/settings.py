@@ -1,0 +1,91 @@
+"""The frozen settings objects the rest of the proxy reads (built by `proxy.config`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy import __version__
+from proxy.secret import Secret
+
+# FACTS.md §3: hosts and SigV4 regions per SP-API region.
+REGIONS: dict[str, tuple[str, str, str]] = {
+    # region: (production host, sandbox host, SigV4 region)
+    "na": ("sellingpartnerapi-na.amazon.com", "sandbox.sellingpartnerapi-na.amazon.com", "us-east-1"),
+    "eu": ("sellingpartnerapi-eu.amazon.com", "sandbox.sellingpartnerapi-eu.amazon.com", "eu-west-1"),
+    "fe": ("sellingpartnerapi-fe.amazon.com", "sandbox.sellingpartnerapi-fe.amazon.com", "us-west-2"),
+}
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth_token: Secret | None = None
+    allow_unauthenticated: bool = False
+    max_body_bytes: int = 10 * 1024 * 1024
+    drain_timeout_s: float = 10.0
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    region: str = "na"
+    sandbox: bool = True
+    endpoint: str | None = None
+    timeout_s: float = 30.0
+    ca_bundle: str | None = None
+    user_agent: str | None = None
+    max_connections: int = 100
+
+    @property
+    def base_url(self) -> str:
+        """scheme://host[:port] of the upstream, no trailing slash."""
+        if self.endpoint:
+            return self.endpoint.rstrip("/")
+        production, sandbox, _ = REGIONS[self.region]
+        return f"https://{sandbox if self.sandbox else production}"
+
+    @property
+    def signing_region(self) -> str:
+        return REGIONS[self.region][2]
+
+    @property
+    def effective_user_agent(self) -> str:
+        import platform
+
+        if self.user_agent:
+            return self.user_agent
+        return f"spapi-proxy/{__version__} (Language=Python/{platform.python_version()})"
+
+
+@dataclass(frozen=True)
+class LwaSettings:
+    client_id: str
+    client_secret: Secret
+    refresh_token: Secret
+    token_url: str = "https://api.amazon.com/auth/o2/token"
+    token_headers: tuple[str, ...] = ("x-amz-access-token",)
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    access_key_id: str | None = None
+    secret_access_key: Secret | None = None
+    role_arn: str | None = None
+    role_session_name: str = "spapi-proxy"
+    sts_endpoint: str | None = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: ListenSettings
+    upstream: UpstreamSettings
+    lwa: LwaSettings
+    aws: AwsSettings | None = None

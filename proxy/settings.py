@@ -10,9 +10,21 @@ from proxy.secret import Secret
 # FACTS.md §3: hosts and SigV4 regions per SP-API region.
 REGIONS: dict[str, tuple[str, str, str]] = {
     # region: (production host, sandbox host, SigV4 region)
-    "na": ("sellingpartnerapi-na.amazon.com", "sandbox.sellingpartnerapi-na.amazon.com", "us-east-1"),
-    "eu": ("sellingpartnerapi-eu.amazon.com", "sandbox.sellingpartnerapi-eu.amazon.com", "eu-west-1"),
-    "fe": ("sellingpartnerapi-fe.amazon.com", "sandbox.sellingpartnerapi-fe.amazon.com", "us-west-2"),
+    "na": (
+        "sellingpartnerapi-na.amazon.com",
+        "sandbox.sellingpartnerapi-na.amazon.com",
+        "us-east-1",
+    ),
+    "eu": (
+        "sellingpartnerapi-eu.amazon.com",
+        "sandbox.sellingpartnerapi-eu.amazon.com",
+        "eu-west-1",
+    ),
+    "fe": (
+        "sellingpartnerapi-fe.amazon.com",
+        "sandbox.sellingpartnerapi-fe.amazon.com",
+        "us-west-2",
+    ),
 }
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})

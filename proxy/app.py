@@ -1,0 +1,191 @@
+"""Wiring: `create_app(settings)` builds the proxy's aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from proxy.credentials.store import CredentialStore
+from proxy.errors import ProxyError, ProxyNotFound, ProxyUnauthorized
+from proxy.forward import Forwarder
+from proxy.metrics import ProxyMetrics
+from proxy.redact import Redactor
+from proxy.settings import Settings
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("proxy.access")
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", ProxyMetrics)
+REDACTOR = web.AppKey("redactor", Redactor)
+CREDENTIALS = web.AppKey("credentials", CredentialStore)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+
+OWN_PREFIX = "/_proxy/"
+# Probes must work without the client key: container health checks can't hold a secret.
+OPEN_ENDPOINTS = frozenset({"/_proxy/health", "/_proxy/ready"})
+READY_TIMEOUT_S = 5.0
+CLIENT_GONE = 499  # nginx's convention for a client that closed before the answer
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    redactor: Redactor | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=[answer_and_log, check_client_key])
+    app[SETTINGS] = settings
+    app[METRICS] = ProxyMetrics()
+    app[REDACTOR] = redactor or Redactor()
+    register_config_secrets(app[REDACTOR], settings)
+    app.cleanup_ctx.append(lambda app: upstream_session(app, clock))
+    app.router.add_get("/_proxy/health", health)
+    app.router.add_get("/_proxy/ready", ready)
+    app.router.add_get("/_proxy/metrics", metrics)
+    app.router.add_route("*", "/_proxy/{tail:.*}", unknown_own_path)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+async def upstream_session(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream.max_connections,
+        ssl=tls_context(settings.upstream.ca_bundle),
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=min(10.0, settings.upstream.timeout_s),
+        sock_read=settings.upstream.timeout_s,
+    )
+    # auto_decompress off: the client gets the bytes Amazon sent, with their Content-Encoding.
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    ) as session:
+        metrics_ = app[METRICS]
+        store = CredentialStore(
+            settings,
+            session,
+            clock,
+            on_refresh=metrics_.count_refresh,
+            on_new_secret=app[REDACTOR].add,
+        )
+        app[CREDENTIALS] = store
+        app[FORWARDER] = Forwarder(settings, session, store, metrics_, clock)
+        yield
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The system's CA store, plus `upstream.ca_bundle` if set. Verification is never off."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
+    secrets = [settings.lwa.client_secret, settings.lwa.refresh_token, settings.listen.auth_token]
+    if settings.aws is not None:
+        secrets.append(settings.aws.secret_access_key)
+    for secret in secrets:
+        if secret:
+            redactor.add(secret.reveal())
+
+
+@web.middleware
+async def answer_and_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turns the proxy's own errors into SP-API-shaped answers and writes the access line."""
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ProxyError as error:
+        logger.warning("%s %s: %s", error.code, request.path, error.message)
+        request.app[METRICS].errors.labels(error.code).inc()
+        response = error_response(error)
+    except web.HTTPException as http_error:  # aiohttp's own, e.g. a malformed request
+        response = http_error
+    except (ConnectionResetError, asyncio.CancelledError):
+        log_access(request, CLIENT_GONE, started, None)
+        raise
+    except Exception:
+        logger.exception("Unexpected failure handling %s %s", request.method, request.path)
+        response = error_response(ProxyError("The proxy failed unexpectedly; its log has details."))
+    log_access(request, response.status, started, response.headers.get("x-amzn-RequestId"))
+    return response
+
+
+def log_access(request: web.Request, status: int, started: float, request_id: str | None) -> None:
+    request.app[METRICS].count_request(request.method, status)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    access_logger.info(
+        "%s %s %d %.1fms %s", request.method, request.path, status, elapsed_ms, request_id or "-"
+    )
+
+
+@web.middleware
+async def check_client_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    expected = request.app[SETTINGS].listen.auth_token
+    if expected and request.path not in OPEN_ENDPOINTS:
+        sent = request.headers.get("x-spapi-proxy-key", "")
+        if not hmac.compare_digest(sent.encode(), expected.reveal().encode()):
+            raise ProxyUnauthorized(
+                "Missing or wrong x-spapi-proxy-key header.",
+                "This proxy requires a client key (listen.auth_token); "
+                "send it in x-spapi-proxy-key.",
+            )
+    return await handler(request)
+
+
+def error_response(error: ProxyError) -> web.Response:
+    entry = {"code": error.code, "message": error.message}
+    if error.details:
+        entry["details"] = error.details
+    return web.Response(
+        status=error.status,
+        body=json.dumps({"errors": [entry]}).encode(),
+        content_type="application/json",
+        headers={"x-spapi-proxy-error": error.code},
+    )
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    return await request.app[FORWARDER].handle(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    problems = await request.app[CREDENTIALS].readiness(READY_TIMEOUT_S)
+    if problems:
+        return web.json_response({"status": "not ready", "reasons": problems}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
+
+
+async def unknown_own_path(request: web.Request) -> web.Response:
+    raise ProxyNotFound(
+        f"{request.path} is not one of the proxy's endpoints.",
+        "The proxy's own endpoints are /_proxy/health, /_proxy/ready and /_proxy/metrics; "
+        "paths under /_proxy/ are never forwarded.",
+    )

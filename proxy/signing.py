@@ -1,0 +1,156 @@
+"""SigV4 signing for SP-API (`execute-api`): request parts + frozen credentials → Authorization.
+
+Pure computation, no I/O and no logger: the canonical request holds token values, so nothing
+here may ever print it (botocore's DEBUG log does, FACTS.md §10). The only state is a small
+cache of derived signing keys, which change once a day per secret key.
+
+Hand-written rather than botocore's SigV4Auth (~60 µs a request, most of it in AWSRequest and
+HTTPHeaders plumbing); the result is byte-for-byte botocore's, which the tests check
+differentially. Canonical forms follow botocore for non-S3 services:
+- URI: `quote(remove_dot_segments(raw_path), safe="/~")`, so `/MY%20SKU` signs as `/MY%2520SKU`;
+- query: the already-encoded string from `proxy.query.encode_query`, pairs sorted by
+  (key, value), `k` canonicalised as `k=`;
+- headers: exactly those passed, names lowercased, values trimmed with inner whitespace runs
+  collapsed to one space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Mapping
+from typing import Final
+from urllib.parse import quote
+
+from proxy.credentials.types import AwsCredentials
+from proxy.secret import Secret
+
+EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
+
+_ALGORITHM: Final = "AWS4-HMAC-SHA256"
+# Enough for yesterday's and today's key of two secrets (an STS rotation around midnight).
+_KEY_CACHE_SIZE: Final = 8
+# Non-empty segments of unreserved characters that are not "." or "..": remove_dot_segments
+# and quote() both leave such a path unchanged, so it is its own canonical form (hot path).
+_CANONICAL_PATH: Final = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9\-._~]+)+/?|/")
+
+
+def amz_date(now: float) -> str:
+    """Epoch seconds → SigV4 timestamp `YYYYMMDDTHHMMSSZ` (UTC)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+
+
+class SigV4Signer:
+    """Computes SigV4 Authorization headers for one region and service."""
+
+    __slots__ = ("_keys", "_region", "_service")
+
+    def __init__(self, region: str, service: str = "execute-api") -> None:
+        self._region = region
+        self._service = service
+        # (secret key, date) → (signing key, credential scope); region and service are fixed
+        # per signer, so together this is the (secret, date, region, service) cache.
+        self._keys: dict[tuple[Secret, str], tuple[bytes, str]] = {}
+
+    def authorization(
+        self,
+        *,
+        method: str,
+        raw_path: str,
+        query: str,
+        headers: Mapping[str, str],
+        payload_sha256: str,
+        credentials: AwsCredentials,
+        amz_date: str,
+    ) -> str:
+        """Return the `Authorization` header value signing exactly these parts.
+
+        `headers` are exactly the headers to sign (lowercase names); `query` is the string sent,
+        as produced by encode_query; `raw_path` is the path as sent, never decoded.
+        """
+        canonical_headers, signed_headers = _canonical_headers(headers)
+        canonical_request = (
+            f"{method.upper()}\n{_canonical_uri(raw_path)}\n{_canonical_query(query)}\n"
+            f"{canonical_headers}\n{signed_headers}\n{payload_sha256}"
+        )
+        key, scope = self._signing_key(credentials.secret_access_key, amz_date[:8])
+        request_digest = hashlib.sha256(_utf8(canonical_request)).hexdigest()
+        string_to_sign = f"{_ALGORITHM}\n{amz_date}\n{scope}\n{request_digest}"
+        signature = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+        return (
+            f"{_ALGORITHM} Credential={credentials.access_key_id}/{scope}, "
+            f"SignedHeaders={signed_headers}, Signature={signature}"
+        )
+
+    def _signing_key(self, secret: Secret, date: str) -> tuple[bytes, str]:
+        """The derived key for `date` (YYYYMMDD) and its credential scope, cached."""
+        cache_key = (secret, date)
+        cached = self._keys.get(cache_key)
+        if cached is not None:
+            return cached
+        key = _utf8("AWS4" + secret.reveal())
+        for part in (date, self._region, self._service, "aws4_request"):
+            key = hmac.digest(key, part.encode("utf-8"), "sha256")
+        entry = (key, f"{date}/{self._region}/{self._service}/aws4_request")
+        if len(self._keys) >= _KEY_CACHE_SIZE:
+            del self._keys[next(iter(self._keys))]  # oldest first: dicts keep insertion order
+        self._keys[cache_key] = entry
+        return entry
+
+
+def _canonical_uri(raw_path: str) -> str:
+    if _CANONICAL_PATH.fullmatch(raw_path):
+        return raw_path
+    # The raw path is percent-encoded once more, as AWS does for non-S3 services.
+    # surrogateescape: bytes aiohttp could not decode as UTF-8 are signed as the bytes sent.
+    path = _remove_dot_segments(raw_path).encode("utf-8", "surrogateescape")
+    return quote(path, safe="/~")
+
+
+def _remove_dot_segments(path: str) -> str:
+    """botocore.utils.normalize_url_path: RFC 3986 §5.2.4, plus empty segments removed."""
+    if not path:
+        return "/"
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    first = "/" if path[0] == "/" else ""
+    last = "/" if path[-1] == "/" and segments else ""
+    return first + "/".join(segments) + last
+
+
+def _canonical_query(query: str) -> str:
+    if not query:
+        return ""
+    if "&" not in query:
+        return query if "=" in query else query + "="
+    # Sort (key, value) tuples, not "k=v" strings: "a-b=1" < "a=1" as strings but not as keys.
+    pairs = sorted(pair.partition("=")[::2] for pair in query.split("&"))
+    return "&".join([f"{key}={value}" for key, value in pairs])
+
+
+def _canonical_headers(headers: Mapping[str, str]) -> tuple[str, str]:
+    """(canonical header lines, each ending in a newline; the SignedHeaders list)."""
+    items = sorted((name.lower(), " ".join(value.split())) for name, value in headers.items())
+    lines = "".join([f"{name}:{value}\n" for name, value in items])
+    return lines, ";".join([name for name, _ in items])
+
+
+def _utf8(text: str) -> bytes:
+    """Encode text that may hold a secret without letting a secret reach an exception.
+
+    A UnicodeEncodeError quotes the offending character and keeps the whole string in
+    `.object`; it is replaced by one that holds neither, raised outside the except block so
+    not even `__context__` refers to it.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    raise ValueError("SigV4: the secret key or a signed header value is not encodable as UTF-8")

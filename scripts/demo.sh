@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up and run the demo: the proxy on 127.0.0.1:8000 in front of the offline emulator.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/spapi-proxy demo "$@"

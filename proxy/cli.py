@@ -113,5 +113,7 @@ def run(args: argparse.Namespace) -> int:
         access_log=None,
         print=None,
         shutdown_timeout=settings.listen.drain_timeout_s,
+        # A client that disconnects cancels its handler, which closes the upstream request.
+        handler_cancellation=True,
     )
     return EXIT_OK

@@ -1,0 +1,40 @@
+"""The emulator's settings: the credentials it accepts, lifetimes, throttling and its clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxy.emulator.sigv4 import KeyMaterial
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything the emulator accepts and how it behaves; the defaults are the demo values.
+
+    ``clock`` drives every expiry, the SigV4 skew check and the throttle, so tests never sleep.
+    ``extra_credentials`` lets a test accept keys the emulator did not issue (e.g. moto's STS).
+    """
+
+    client_id: str = "amzn1.application-oa2-client.spapi-proxy-emulator"
+    client_secret: str = "emulator-client-secret"
+    refresh_token: str = "Atzr|emulator-refresh-token"
+    aws_access_key_id: str = "AKIAEMULATOREXAMPLE01"
+    aws_secret_access_key: str = "emulator/secret/access/key"
+    token_lifetime_s: float = 3600
+    sts_lifetime_s: float = 3600
+    rate_per_s: float = 5.0
+    burst: int = 15
+    models_dir: str | None = None
+    clock: Callable[[], float] = time.time
+    extra_credentials: Callable[[str], KeyMaterial | None] | None = None
+
+    def __repr__(self) -> str:
+        # Never print the secrets the emulator accepts (they are demo values, but habits matter).
+        return (
+            f"EmulatorConfig(client_id={self.client_id!r}, aws_access_key_id="
+            f"{self.aws_access_key_id!r}, token_lifetime_s={self.token_lifetime_s}, "
+            f"sts_lifetime_s={self.sts_lifetime_s}, rate_per_s={self.rate_per_s}, "
+            f"burst={self.burst}, models_dir={self.models_dir!r})"
+        )

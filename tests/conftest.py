@@ -1,0 +1,131 @@
+"""Shared fixtures: the emulator as Amazon (LWA + SP-API), moto as STS, the proxy under test."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from proxy.app import create_app
+from proxy.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
+from proxy.emulator.sigv4 import KeyMaterial
+from proxy.logging_setup import pin_noisy_loggers
+from proxy.secret import Secret
+from proxy.settings import AwsSettings, ListenSettings, LwaSettings, Settings, UpstreamSettings
+from tests.support.clock import FakeClock
+from tests.support.moto_sts import MotoSts, running_moto_sts
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+ORDERS_TEST_CASE_200 = "/orders/v0/orders?CreatedAfter=TEST_CASE_200&MarketplaceIds=ATVPDKIKX0DER"
+
+
+@pytest.fixture(scope="session")
+def moto_sts() -> Iterator[MotoSts]:
+    with running_moto_sts() as sts:
+        yield sts
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator_config(clock: FakeClock) -> EmulatorConfig:
+    return EmulatorConfig(clock=clock)
+
+
+@pytest.fixture
+async def emulator(aiohttp_server: ServerFactory, emulator_config: EmulatorConfig) -> TestServer:
+    return await aiohttp_server(create_emulator_app(emulator_config))
+
+
+def emulator_state(server: TestServer) -> EmulatorState:
+    app = server.app
+    assert app is not None
+    return app[EMULATOR_STATE]
+
+
+def url_of(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+def settings_for(
+    emulator: TestServer,
+    config: EmulatorConfig,
+    *,
+    aws: AwsSettings | None = None,
+    **listen: object,
+) -> Settings:
+    """Proxy settings pointing at the emulator as LWA and SP-API (LWA-only unless `aws`)."""
+    base = url_of(emulator)
+    return Settings(
+        listen=dataclasses.replace(ListenSettings(), **listen),  # type: ignore[arg-type]
+        upstream=UpstreamSettings(endpoint=base, timeout_s=5.0),
+        lwa=LwaSettings(
+            client_id=config.client_id,
+            client_secret=Secret(config.client_secret),
+            refresh_token=Secret(config.refresh_token),
+            token_url=f"{base}/auth/o2/token",
+        ),
+        aws=aws,
+    )
+
+
+def moto_aws_settings(moto_sts: MotoSts) -> AwsSettings:
+    return AwsSettings(
+        access_key_id=moto_sts.access_key_id,
+        secret_access_key=Secret(moto_sts.secret_access_key),
+        role_arn=moto_sts.role_arn,
+        sts_endpoint=moto_sts.endpoint,
+    )
+
+
+def moto_key_lookup(moto_sts: MotoSts) -> Callable[[str], KeyMaterial | None]:
+    """Lets the emulator verify signatures made with credentials moto issued."""
+
+    def lookup(access_key_id: str) -> KeyMaterial | None:
+        found = moto_sts.assumed_secret(access_key_id)
+        return None if found is None else KeyMaterial(found[0], found[1])
+
+    return lookup
+
+
+@pytest.fixture
+def start_proxy(
+    aiohttp_server: ServerFactory, clock: FakeClock
+) -> Callable[[Settings], Awaitable[TestServer]]:
+    async def start(settings: Settings) -> TestServer:
+        app: web.Application = create_app(settings, clock=clock)
+        return await aiohttp_server(app)
+
+    return start
+
+
+# Token shapes (LWA access/refresh tokens, RDTs), SigV4 signatures, and the literal secrets the
+# suite's servers use. Checked against every log record of every test, at DEBUG.
+SECRET_SHAPES = re.compile(r"Atz[a-z.]*\|(?!\*)|Signature=[0-9a-f]{64}")
+SUITE_SECRETS = (
+    EmulatorConfig().client_secret,
+    EmulatorConfig().refresh_token,
+    EmulatorConfig().aws_secret_access_key,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_log_record(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    pin_noisy_loggers()  # as the CLI's logging set-up does
+    caplog.set_level(logging.DEBUG)
+    yield
+    # In teardown, caplog.records holds only teardown's records: ask for each phase.
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    for record in records:
+        text = record.getMessage() + (record.exc_text or "")
+        assert not SECRET_SHAPES.search(text), f"secret-shaped text logged: {record.name}"
+        for secret in SUITE_SECRETS:
+            assert secret not in text, f"a configured secret was logged by {record.name}"

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from proxy.credentials.store import CredentialStore
 from proxy.errors import ProxyError, ProxyNotFound, ProxyUnauthorized
-from proxy.forward import Forwarder
+from proxy.forward import Forwarder, not_a_path
 from proxy.metrics import ProxyMetrics
 from proxy.redact import Redactor
 from proxy.settings import Settings
@@ -115,8 +115,8 @@ async def answer_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         logger.warning("%s %s: %s", error.code, request.path, error.message)
         request.app[METRICS].errors.labels(error.code).inc()
         response = error_response(error)
-    except web.HTTPException as http_error:  # aiohttp's own, e.g. a malformed request
-        response = http_error
+    except web.HTTPException as http_error:  # the router's 404/405, in SP-API's shape too
+        response = error_response(router_error(request, http_error))
     except (ConnectionResetError, asyncio.CancelledError):
         log_access(request, CLIENT_GONE, started, None)
         raise
@@ -139,14 +139,23 @@ def log_access(request: web.Request, status: int, started: float, request_id: st
 async def check_client_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     expected = request.app[SETTINGS].listen.auth_token
     if expected and request.path not in OPEN_ENDPOINTS:
-        sent = request.headers.get("x-spapi-proxy-key", "")
-        if not hmac.compare_digest(sent.encode(), expected.reveal().encode()):
+        sent = request.headers.getall("x-spapi-proxy-key", [])
+        # Exactly one copy, equal in constant time: two copies are ambiguous, so refused.
+        if len(sent) != 1 or not hmac.compare_digest(sent[0].encode(), expected.reveal().encode()):
             raise ProxyUnauthorized(
                 "Missing or wrong x-spapi-proxy-key header.",
                 "This proxy requires a client key (listen.auth_token); "
                 "send it in x-spapi-proxy-key.",
             )
     return await handler(request)
+
+
+def router_error(request: web.Request, http_error: web.HTTPException) -> ProxyError:
+    if not request.raw_path.startswith("/"):  # CONNECT host:port and other non-path targets
+        return not_a_path()
+    error = ProxyError(http_error.reason)
+    error.status, error.code = http_error.status, "InvalidInput"
+    return error
 
 
 def error_response(error: ProxyError) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -41,6 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="listen port (overrides listen.port)")
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
 
+    demo = commands.add_parser(
+        "demo", help="the proxy in front of the offline emulator; no credentials needed"
+    )
+    demo.add_argument("--port", type=port_number, default=8000, help="proxy port (default 8000)")
+    add_emulator_arguments(demo)
+
+    emulator = commands.add_parser(
+        "emulator", help="the offline emulator alone (LWA + STS + SP-API sandbox on one port)"
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    emulator.add_argument("--port", type=port_number, default=9000, help="port (default 9000)")
+    add_emulator_arguments(emulator)
+
     check = commands.add_parser("check-config", help="validate the config and print it masked")
     check.add_argument(
         "--config", metavar="FILE", help="YAML config (default: $SPAPI_PROXY_CONFIG)"
@@ -51,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        metavar="DIR",
+        help="also serve every static case of the official SP-API models below DIR",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] not in (*COMMANDS, "-h", "--help", "--version"):
@@ -58,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     if args.command == "check-config":
         return check_config(args)
+    if args.command == "demo":
+        return demo(args)
+    if args.command == "emulator":
+        return emulator(args)
     return run(args)
 
 
@@ -82,11 +116,17 @@ def check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
     from proxy.app import create_app
+    from proxy.server import serve_until_signalled, start_server
 
+    app = create_app(settings, redactor=redactor)
+    listen = settings.listen
+    server = await start_server(app, listen.host, listen.port, listen.drain_timeout_s)
+    await serve_until_signalled(server)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         settings = load(args)
     except ConfigError as error:
@@ -106,14 +146,54 @@ def run(args: argparse.Namespace) -> int:
         settings.upstream.base_url,
         "SigV4" if settings.aws else "off, LWA only",
     )
-    web.run_app(
-        create_app(settings, redactor=redactor),
-        host=settings.listen.host,
-        port=settings.listen.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=settings.listen.drain_timeout_s,
-        # A client that disconnects cancels its handler, which closes the upstream request.
-        handler_cancellation=True,
-    )
+    try:
+        asyncio.run(serve_proxy(settings, redactor))
+    except OSError as error:  # typically the port is taken
+        logger.error(
+            "cannot listen on %s:%d: %s", settings.listen.host, settings.listen.port, error
+        )
+        return EXIT_FAILURE
     return EXIT_OK
+
+
+def demo(args: argparse.Namespace) -> int:
+    from proxy.demo import DemoError, serve_demo
+
+    if not models_dir_ok(args.models):
+        return EXIT_USAGE
+    redactor = Redactor()
+    configure_logging(args.log_level, redactor)
+    try:
+        asyncio.run(serve_demo(args.port, args.models, redactor=redactor))
+    except DemoError as error:
+        print(f"spapi-proxy demo: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def emulator(args: argparse.Namespace) -> int:
+    from proxy.emulator import EmulatorConfig, run_emulator
+
+    if not models_dir_ok(args.models):
+        return EXIT_USAGE
+    redactor = Redactor()
+    defaults = EmulatorConfig()
+    for secret in (defaults.client_secret, defaults.refresh_token, defaults.aws_secret_access_key):
+        redactor.add(secret)
+    configure_logging(args.log_level, redactor)
+    try:
+        return run_emulator(args.host, args.port, args.models)
+    except OSError as error:
+        print(
+            f"spapi-proxy emulator: cannot listen on {args.host}:{args.port}: "
+            f"{error.strerror or type(error).__name__}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def models_dir_ok(models: str | None) -> bool:
+    if models is None or os.path.isdir(models):
+        return True
+    print(f"spapi-proxy: --models {models}: no such directory", file=sys.stderr)
+    return False

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -92,11 +92,7 @@ class Forwarder:
 
     async def _outgoing(self, request: web.Request) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")
-        if not raw_path.startswith("/"):
-            raise InvalidRequest(
-                "The request target must be a path such as /orders/v0/orders.",
-                "The proxy always forwards to the configured upstream; absolute URLs are refused.",
-            )
+        check_path(raw_path)
         method = request.method
         body = None if method in BODYLESS_METHODS else await read_body(request, self._max_body)
         headers = request_headers_to_forward(request.headers.items())
@@ -167,6 +163,28 @@ class Forwarder:
 # aiohttp adds these unless told not to; the proxy forwards the client's own or none, so the
 # client gets exactly the encoding it asked for (auto_decompress is off).
 SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+
+
+def not_a_path() -> InvalidRequest:
+    return InvalidRequest(
+        "The request target must be a path such as /orders/v0/orders.",
+        "The proxy always forwards to the configured upstream; absolute URLs, "
+        "CONNECT and other targets are refused.",
+    )
+
+
+def check_path(raw_path: str) -> None:
+    """Only origin-form paths without dot segments go upstream (the upstream is fixed by config)."""
+    if not raw_path.startswith("/"):
+        raise not_a_path()
+    # Cheap test first: most SP-API paths hold no dot at all.
+    if "." in raw_path or "%2e" in raw_path.lower():
+        for segment in raw_path.split("/"):
+            if unquote(segment) in (".", ".."):
+                raise InvalidRequest(
+                    "The path holds a '.' or '..' segment.",
+                    "Send the resolved path; the proxy does not rewrite paths it signs.",
+                )
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

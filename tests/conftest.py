@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from aiohttp import web
@@ -16,6 +16,7 @@ from proxy.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create
 from proxy.emulator.sigv4 import KeyMaterial
 from proxy.logging_setup import pin_noisy_loggers
 from proxy.secret import Secret
+from proxy.server import RunningServer, start_server
 from proxy.settings import AwsSettings, ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, running_moto_sts
@@ -96,15 +97,23 @@ def moto_key_lookup(moto_sts: MotoSts) -> Callable[[str], KeyMaterial | None]:
     return lookup
 
 
-@pytest.fixture
-def start_proxy(
-    aiohttp_server: ServerFactory, clock: FakeClock
-) -> Callable[[Settings], Awaitable[TestServer]]:
-    async def start(settings: Settings) -> TestServer:
-        app: web.Application = create_app(settings, clock=clock)
-        return await aiohttp_server(app)
+StartProxy = Callable[[Settings], Awaitable[RunningServer]]
 
-    return start
+
+@pytest.fixture
+async def start_proxy(clock: FakeClock) -> AsyncIterator[StartProxy]:
+    """Starts the proxy on a free port through the same listener the CLI uses."""
+    running: list[RunningServer] = []
+
+    async def start(settings: Settings) -> RunningServer:
+        app: web.Application = create_app(settings, clock=clock)
+        server = await start_server(app, "127.0.0.1", 0, drain_timeout_s=1.0)
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        await server.stop()
 
 
 # Token shapes (LWA access/refresh tokens, RDTs), SigV4 signatures, and the literal secrets the

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,11 @@ from aiohttp.test_utils import TestServer
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.logging_setup import pin_noisy_loggers
 from proxy.secret import Secret
-from proxy.settings import Settings
+from proxy.server import RunningServer
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,
+    StartProxy,
     emulator_state,
     moto_aws_settings,
     moto_key_lookup,
@@ -29,10 +29,8 @@ from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts
 from tests.support.rawhttp import build_request, raw_request
 
-StartProxy = Callable[[Settings], Awaitable[TestServer]]
 
-
-async def fetch(proxy: TestServer, target: str, headers: list[tuple[str, str]] | None = None):  # type: ignore[no-untyped-def]
+async def fetch(proxy: RunningServer, target: str, headers: list[tuple[str, str]] | None = None):  # type: ignore[no-untyped-def]
     return await raw_request("127.0.0.1", proxy.port or 0, build_request("GET", target, headers))
 
 

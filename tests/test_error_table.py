@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.emulator import EmulatorConfig
 from proxy.secret import Secret
-from proxy.settings import AwsSettings, Settings
+from proxy.server import RunningServer
+from proxy.settings import AwsSettings
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,
+    StartProxy,
     emulator_state,
     moto_aws_settings,
     settings_for,
@@ -24,11 +25,9 @@ from tests.conftest import (
 from tests.support.moto_sts import MotoSts, free_port
 from tests.support.rawhttp import RawResponse, build_request, raw_request
 
-StartProxy = Callable[[Settings], Awaitable[TestServer]]
-
 
 async def call(
-    proxy: TestServer,
+    proxy: RunningServer,
     method: str = "GET",
     target: str = ORDERS_TEST_CASE_200,
     headers: list[tuple[str, str]] | None = None,

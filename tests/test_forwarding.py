@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -12,10 +11,11 @@ from moto.sts.models import sts_backends
 from yarl import URL
 
 from proxy.emulator import EmulatorConfig, ReceivedRequest, create_emulator_app
-from proxy.settings import Settings
+from proxy.server import RunningServer
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,
+    StartProxy,
     emulator_state,
     moto_aws_settings,
     moto_key_lookup,
@@ -25,14 +25,14 @@ from tests.support.clock import FakeClock
 from tests.support.moto_sts import ACCOUNT_ID, MotoSts
 from tests.support.rawhttp import build_request, raw_request
 
-StartProxy = Callable[[Settings], Awaitable[TestServer]]
 
-
-async def get(proxy: TestServer, target: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+async def get(
+    proxy: RunningServer, target: str, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
     async with (
         aiohttp.ClientSession() as session,
         session.get(
-            URL(f"{proxy.make_url('')}".rstrip("/") + target, encoded=True), headers=headers
+            URL(f"http://127.0.0.1:{proxy.port}{target}", encoded=True), headers=headers
         ) as r,
     ):
         return r.status, dict(r.headers), await r.read()

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy.credentials.store import CredentialStore
-from proxy.errors import ProxyError, ProxyNotFound, ProxyUnauthorized
+from proxy.errors import ProxyError, ProxyNotFound, ProxyUnauthorized, RequestTooLarge
 from proxy.forward import Forwarder, not_a_path
 from proxy.metrics import ProxyMetrics
 from proxy.redact import Redactor
@@ -115,6 +115,9 @@ async def answer_and_log(request: web.Request, handler: Handler) -> web.StreamRe
         logger.warning("%s %s: %s", error.code, request.path, error.message)
         request.app[METRICS].errors.labels(error.code).inc()
         response = error_response(error)
+        if isinstance(error, RequestTooLarge):
+            # Don't let aiohttp read and discard the rest of a huge body to keep the connection.
+            response.force_close()
     except web.HTTPException as http_error:  # the router's 404/405, in SP-API's shape too
         response = error_response(router_error(request, http_error))
     except (ConnectionResetError, asyncio.CancelledError):

@@ -239,8 +239,18 @@ async def stream_back(request: web.Request, upstream: aiohttp.ClientResponse) ->
             headers=response_headers_to_return(upstream.headers.items()),
         )
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
+        try:
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # The status line is gone already; the only honest signal left is to cut the
+            # connection so the client sees a truncated body rather than a short, "complete" one.
+            logger.warning(
+                "response stream broke off (%s); closing the connection", type(error).__name__
+            )
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         await response.write_eof()
         return response
     finally:

@@ -49,7 +49,7 @@ async def test_token_rejected_once_is_refreshed_and_the_request_replayed_with_it
 
     @web.middleware
     async def expire_first_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/feeds/") and not refused:
+        if request.path.startswith("/tokens/") and not refused:
             refused.append((token_of(request), await request.read()))
             return web.json_response(EXPIRED, status=403)
         return await handler(request)
@@ -59,10 +59,14 @@ async def test_token_rejected_once_is_refreshed_and_the_request_replayed_with_it
     app.middlewares.append(expire_first_token)
     emulator = await aiohttp_server(app)
     proxy = await start_proxy(settings_for(emulator, config))
-    body = json.dumps({"contentType": "text/xml; charset=UTF-8"}).encode()
+    resource = {"method": "GET", "path": "/orders/v0/orders/TEST_CASE_200/address"}
+    body = json.dumps({"restrictedResources": [resource]}).encode()
 
     request = build_request(
-        "POST", "/feeds/2021-06-30/documents", [("Content-Type", "application/json")], body
+        "POST",
+        "/tokens/2021-03-01/restrictedDataToken",
+        [("Content-Type", "application/json")],
+        body,
     )
     response = await raw_request("127.0.0.1", proxy.port, request)
 
@@ -73,7 +77,8 @@ async def test_token_rejected_once_is_refreshed_and_the_request_replayed_with_it
     (replay_token,) = replayed.header("x-amz-access-token")
     assert replay_token != first_token
     assert emulator_state(emulator).lwa_calls["refresh_token"] == 2
-    assert response.status == replayed.status
+    assert response.status == replayed.status == 200
+    assert json.loads(response.body)["restrictedDataToken"]
 
 
 async def test_other_403s_are_not_retried(

@@ -78,17 +78,18 @@ class Forwarder:
         outgoing = await self._outgoing(request)
         token = await self._credentials.lwa_token()
         upstream = await self._send(outgoing, token)
+        head = b""
         if upstream.status in (401, 403):
             # Amazon refused the token before acting on the request, so a replay with a
             # new token is safe for any method (PRODUCT.md "Tokens").
-            body = await read_bounded(upstream)
-            if token_was_rejected(body):
+            head = await read_head(upstream)
+            if upstream.content.at_eof() and token_was_rejected(head):
                 logger.info("SP-API rejected the access token; fetching a new one and retrying")
+                upstream.release()
                 self._credentials.token_rejected(token)
                 upstream = await self._send(outgoing, await self._credentials.lwa_token())
-            else:
-                return buffered_response(upstream, body)
-        return await stream_back(request, upstream)
+                head = b""
+        return await stream_back(request, upstream, head)
 
     async def _outgoing(self, request: web.Request) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -208,11 +209,17 @@ def too_large(limit: int) -> RequestTooLarge:
     )
 
 
-async def read_bounded(upstream: aiohttp.ClientResponse) -> bytes:
-    try:
-        return await upstream.content.read(MAX_ERROR_BODY_INSPECTED)
-    finally:
-        upstream.release()
+async def read_head(upstream: aiohttp.ClientResponse) -> bytes:
+    """The body's first bytes (all of an SP-API error body); the rest stays unread."""
+    parts: list[bytes] = []
+    size = 0
+    while size < MAX_ERROR_BODY_INSPECTED and not upstream.content.at_eof():
+        part = await upstream.content.read(MAX_ERROR_BODY_INSPECTED - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def token_was_rejected(body: bytes) -> bool:
@@ -225,13 +232,10 @@ def token_was_rejected(body: bytes) -> bool:
     return any(phrase in details for phrase in REJECTED_TOKEN_DETAILS)
 
 
-def buffered_response(upstream: aiohttp.ClientResponse, body: bytes) -> web.Response:
-    headers = response_headers_to_return(upstream.headers.items())
-    headers.popall("Content-Length", None)
-    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
-
-
-async def stream_back(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+async def stream_back(
+    request: web.Request, upstream: aiohttp.ClientResponse, head: bytes = b""
+) -> web.StreamResponse:
+    """Status, headers and body back to the client; `head` is body already read."""
     try:
         response = web.StreamResponse(
             status=upstream.status,
@@ -240,6 +244,8 @@ async def stream_back(request: web.Request, upstream: aiohttp.ClientResponse) ->
         )
         await response.prepare(request)
         try:
+            if head:
+                await response.write(head)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as error:

@@ -257,3 +257,27 @@ async def test_upstream_breaking_off_mid_body_is_visible_to_the_client(
     assert b"Transfer-Encoding: chunked" in raw
     assert b"partial report data" in raw
     assert not raw.endswith(b"0\r\n\r\n"), "a truncated body must not look complete"
+
+
+async def test_a_large_403_body_reaches_the_client_whole(
+    aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
+) -> None:
+    page = b"<html>" + b"denied " * 40_000 + b"</html>"  # ~280 KB, past what the proxy inspects
+
+    @web.middleware
+    async def big_denial(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/orders/"):
+            return web.Response(status=403, body=page, content_type="text/html")
+        return await handler(request)
+
+    config = EmulatorConfig(clock=clock)
+    app = create_emulator_app(config)
+    app.middlewares.append(big_denial)
+    emulator = await aiohttp_server(app)
+    proxy = await start_proxy(settings_for(emulator, config))
+
+    response = await raw_request(
+        "127.0.0.1", proxy.port, build_request("GET", ORDERS_TEST_CASE_200)
+    )
+    assert response.status == 403
+    assert response.body == page

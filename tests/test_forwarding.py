@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import aiohttp
@@ -227,8 +228,6 @@ async def test_owned_headers_from_the_client_never_reach_upstream(
 async def test_misnamed_header_is_only_sent_when_configured(
     emulator: TestServer, emulator_config: EmulatorConfig, start_proxy: StartProxy
 ) -> None:
-    import dataclasses
-
     settings = settings_for(emulator, emulator_config)
     lwa = dataclasses.replace(
         settings.lwa, token_headers=("x-amz-access-token", "x-amzn-access-token")
@@ -251,3 +250,44 @@ async def test_sp_api_errors_reach_the_client_unchanged(
     assert status == 400
     assert "x-spapi-proxy-error" not in headers
     assert json.loads(body)["errors"][0]["code"] == "InvalidInput"
+
+
+async def test_compressed_answers_reach_the_client_decodable(
+    aiohttp_server: ServerFactory,
+    emulator: TestServer,
+    emulator_config: EmulatorConfig,
+    start_proxy: StartProxy,
+) -> None:
+    import gzip
+
+    from aiohttp import web
+
+    document = {"payload": {"Orders": [{"AmazonOrderId": "902-3159896-1390916"}] * 50}}
+    seen_accept_encoding: list[str | None] = []
+
+    async def gzipped(request: web.Request) -> web.Response:
+        seen_accept_encoding.append(request.headers.get("Accept-Encoding"))
+        if "gzip" not in request.headers.get("Accept-Encoding", ""):
+            return web.json_response(document)
+        body = gzip.compress(json.dumps(document).encode())
+        return web.Response(
+            body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        )
+
+    app = web.Application()
+    app.router.add_get("/orders/v0/orders", gzipped)
+    upstream_server = await aiohttp_server(app)
+    settings = settings_for(emulator, emulator_config)
+    upstream = dataclasses.replace(
+        settings.upstream, endpoint=f"http://127.0.0.1:{upstream_server.port}"
+    )
+    proxy = await start_proxy(dataclasses.replace(settings, upstream=upstream))
+
+    url = f"http://127.0.0.1:{proxy.port}/orders/v0/orders"
+    # aiohttp's client asks for gzip and decodes it
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert await response.json() == document
+    plain = await raw_request("127.0.0.1", proxy.port, build_request("GET", "/orders/v0/orders"))
+    assert json.loads(plain.body) == document
+    assert seen_accept_encoding[-1] is None  # the proxy added no Accept-Encoding of its own

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Middleware
 
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from tests.conftest import (
@@ -37,6 +38,15 @@ EXPIRED = {
 }
 
 
+async def emulator_with(
+    aiohttp_server: ServerFactory, config: EmulatorConfig, fault: Middleware
+) -> TestServer:
+    """The emulator with a fault injected in front of it (Amazon misbehaving on cue)."""
+    app = create_emulator_app(config)
+    app.middlewares.append(fault)
+    return await aiohttp_server(app)
+
+
 def token_of(request: web.Request) -> str:
     return request.headers.get("x-amz-access-token", "")
 
@@ -55,9 +65,7 @@ async def test_token_rejected_once_is_refreshed_and_the_request_replayed_with_it
         return await handler(request)
 
     config = EmulatorConfig(clock=clock)
-    app = create_emulator_app(config)
-    app.middlewares.append(expire_first_token)
-    emulator = await aiohttp_server(app)
+    emulator = await emulator_with(aiohttp_server, config, expire_first_token)
     proxy = await start_proxy(settings_for(emulator, config))
     resource = {"method": "GET", "path": "/orders/v0/orders/TEST_CASE_200/address"}
     body = json.dumps({"restrictedResources": [resource]}).encode()
@@ -104,9 +112,7 @@ async def test_other_403s_are_not_retried(
         return await handler(request)
 
     config = EmulatorConfig(clock=clock)
-    app = create_emulator_app(config)
-    app.middlewares.append(deny)
-    emulator = await aiohttp_server(app)
+    emulator = await emulator_with(aiohttp_server, config, deny)
     proxy = await start_proxy(settings_for(emulator, config))
 
     response = await raw_request(
@@ -133,9 +139,7 @@ async def test_hanging_lwa_gives_503_in_bounded_time_and_recovery_needs_no_resta
         return await handler(request)
 
     config = EmulatorConfig(clock=clock)
-    app = create_emulator_app(config)
-    app.middlewares.append(hang_lwa)
-    emulator = await aiohttp_server(app)
+    emulator = await emulator_with(aiohttp_server, config, hang_lwa)
     settings = settings_for(emulator, config)
     lwa = dataclasses.replace(settings.lwa, timeout_s=0.5)
     proxy = await start_proxy(dataclasses.replace(settings, lwa=lwa))
@@ -271,9 +275,7 @@ async def test_a_large_403_body_reaches_the_client_whole(
         return await handler(request)
 
     config = EmulatorConfig(clock=clock)
-    app = create_emulator_app(config)
-    app.middlewares.append(big_denial)
-    emulator = await aiohttp_server(app)
+    emulator = await emulator_with(aiohttp_server, config, big_denial)
     proxy = await start_proxy(settings_for(emulator, config))
 
     response = await raw_request(

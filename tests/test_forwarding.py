@@ -47,6 +47,18 @@ def header(received: ReceivedRequest, name: str) -> list[str]:
     return [value for key, value in received.headers if key.lower() == name.lower()]
 
 
+async def signed_pair(
+    aiohttp_server: ServerFactory, clock: FakeClock, moto_sts: MotoSts, start_proxy: StartProxy
+) -> tuple[TestServer, RunningServer]:
+    """An emulator that verifies moto-issued keys, and a signing proxy in front of it."""
+    config = EmulatorConfig(
+        clock=clock, extra_credentials=moto_key_lookup(moto_sts), rate_per_s=1000, burst=1000
+    )
+    emulator = await aiohttp_server(create_emulator_app(config))
+    proxy = await start_proxy(settings_for(emulator, config, aws=moto_aws_settings(moto_sts)))
+    return emulator, proxy
+
+
 def assumed_role_count() -> int:
     return len(sts_backends[ACCOUNT_ID]["aws"].assumed_roles)
 
@@ -92,11 +104,7 @@ async def test_signed_request_with_moto_sts_passes_strict_signature_checks(
 async def test_one_lwa_call_and_one_assume_role_for_a_burst_and_after(
     aiohttp_server: ServerFactory, clock: FakeClock, moto_sts: MotoSts, start_proxy: StartProxy
 ) -> None:
-    config = EmulatorConfig(
-        clock=clock, extra_credentials=moto_key_lookup(moto_sts), rate_per_s=1000, burst=1000
-    )
-    emulator = await aiohttp_server(create_emulator_app(config))
-    proxy = await start_proxy(settings_for(emulator, config, aws=moto_aws_settings(moto_sts)))
+    emulator, proxy = await signed_pair(aiohttp_server, clock, moto_sts, start_proxy)
     roles_before = assumed_role_count()
 
     statuses = await asyncio.gather(*(get(proxy, ORDERS_TEST_CASE_200) for _ in range(100)))
@@ -131,11 +139,7 @@ async def test_tokens_near_expiry_are_refreshed_and_expired_ones_never_sent(
 async def test_every_method_with_a_json_body_arrives_byte_identical_and_signed(
     aiohttp_server: ServerFactory, clock: FakeClock, moto_sts: MotoSts, start_proxy: StartProxy
 ) -> None:
-    config = EmulatorConfig(
-        clock=clock, extra_credentials=moto_key_lookup(moto_sts), rate_per_s=1000, burst=1000
-    )
-    emulator = await aiohttp_server(create_emulator_app(config))
-    proxy = await start_proxy(settings_for(emulator, config, aws=moto_aws_settings(moto_sts)))
+    emulator, proxy = await signed_pair(aiohttp_server, clock, moto_sts, start_proxy)
     body = json.dumps({"sku": "MY SKU/1", "note": "héllo ✓", "qty": 3}, ensure_ascii=False).encode()
 
     for method in ("POST", "PUT", "PATCH", "DELETE"):

@@ -172,6 +172,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def emulator(args: argparse.Namespace) -> int:
+    from proxy.demo import cannot_listen
     from proxy.emulator import EmulatorConfig, run_emulator
 
     if not models_dir_ok(args.models):
@@ -184,11 +185,8 @@ def emulator(args: argparse.Namespace) -> int:
     try:
         return run_emulator(args.host, args.port, args.models)
     except OSError as error:
-        print(
-            f"spapi-proxy emulator: cannot listen on {args.host}:{args.port}: "
-            f"{error.strerror or type(error).__name__}",
-            file=sys.stderr,
-        )
+        reason = cannot_listen("the emulator", args.host, args.port, error)
+        print(f"spapi-proxy emulator: {reason}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -111,7 +111,11 @@ async def start_server(
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()  # the app's cleanup closes its upstream connection pool
+        raise
     bound = runner.addresses[0][1] if runner.addresses else port
     return RunningServer(runner, int(bound))
 

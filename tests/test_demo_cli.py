@@ -127,12 +127,6 @@ def test_demo_on_a_port_in_use_says_so_and_exits_1() -> None:
     assert "curl" not in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/credentials/sts.py: boto3.Session(aws_access_key_id=...) still reads "
-    "AWS_PROFILE, so a shell with a stale AWS_PROFILE breaks signing with explicit keys "
-    "(reported; remove this mark once fixed)",
-)
 async def test_demo_ignores_the_users_aws_profile() -> None:
     environment = {**os.environ, "AWS_PROFILE": "no-such-profile-anywhere"}
     async with spapi_proxy("demo", "--port", "0", env=environment) as process:

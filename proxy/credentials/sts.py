@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
@@ -65,9 +66,17 @@ class AwsCredentialSource:
 
     def _session(self) -> boto3.Session:
         secret = self._settings.secret_access_key
+        if not (self._settings.access_key_id and secret):
+            return boto3.Session(region_name=self._region)  # the default chain, AWS_PROFILE too
+        # Explicit keys: a stale AWS_PROFILE in the user's shell must not get in the way
+        # (botocore would fail with ProfileNotFound before using the keys).
+        without_profile = botocore.session.Session(
+            session_vars={"profile": (None, None, None, None)}
+        )
         return boto3.Session(
-            aws_access_key_id=self._settings.access_key_id or None,
-            aws_secret_access_key=secret.reveal() if secret else None,
+            botocore_session=without_profile,
+            aws_access_key_id=self._settings.access_key_id,
+            aws_secret_access_key=secret.reveal(),
             region_name=self._region,
         )
 

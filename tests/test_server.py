@@ -23,6 +23,6 @@ async def test_start_server_cleans_up_when_the_port_is_taken() -> None:
         busy.listen()
         app = web.Application()
         app.cleanup_ctx.append(context)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="address already in use"):
             await start_server(app, "127.0.0.1", busy.getsockname()[1])
     assert closed == [True]

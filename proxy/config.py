@@ -543,6 +543,7 @@ def _type_name(value: object) -> str:
 # The second branch catches `${` with no closing brace, which would otherwise pass as text.
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}|\$\{")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_WHOLE_FILE_PLACEHOLDER = re.compile(r"\$\{file:([^}]*)\}\Z")
 _SHAPES = "${VAR}, ${VAR:-default} or ${file:/path}"
 
 
@@ -575,12 +576,15 @@ def _resolve(body: str, environ: Mapping[str, str]) -> str:
         raise _Invalid(f"has a malformed placeholder; use {_SHAPES}")
     value = environ.get(name)
     if has_default:
-        return value or default
+        value = value or default
     if value is None:
         raise _Invalid(
             f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
         )
-    return value
+    # LWA_CLIENT_SECRET='${file:/run/secrets/x}' means what it says: read the file. Only this
+    # whole-value form is expanded from a variable; nothing else in a value is re-interpolated.
+    from_file = _WHOLE_FILE_PLACEHOLDER.match(value)
+    return _read_secret_file(from_file.group(1)) if from_file else value
 
 
 def _read_secret_file(path: str) -> str:

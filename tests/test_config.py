@@ -682,3 +682,18 @@ def test_no_warning_for_private_files_or_placeholders(tmp_path: Path, text: str,
 
     assert stat.S_IMODE(os.stat(path).st_mode) == mode
     assert file_mode_warning(path, settings) is None
+
+
+def test_a_variable_holding_a_file_placeholder_reads_the_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "lwa_client_secret"
+    secret_file.write_text("secret-from-a-mounted-file\n")
+    environ = {
+        "LWA_CLIENT_ID": "amzn1.application-oa2-client.x",
+        "LWA_CLIENT_SECRET": f"${{file:{secret_file}}}",
+        "LWA_REFRESH_TOKEN": "Atzr|refresh",
+    }
+    settings = load_settings(None, environ)
+    assert settings.lwa.client_secret.reveal() == "secret-from-a-mounted-file"
+    # anything else in a variable's value stays literal
+    environ["LWA_CLIENT_SECRET"] = "prefix-${file:/etc/hostname}"
+    assert load_settings(None, environ).lwa.client_secret.reveal() == "prefix-${file:/etc/hostname}"

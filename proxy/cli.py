@@ -122,7 +122,9 @@ async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
 
     app = create_app(settings, redactor=redactor)
     listen = settings.listen
-    server = await start_server(app, listen.host, listen.port, listen.drain_timeout_s)
+    server = await start_server(
+        app, listen.host, listen.port, listen.drain_timeout_s, reuse_port=listen.workers > 1
+    )
     await serve_until_signalled(server)
 
 
@@ -139,21 +141,30 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         logger.warning("%s", warning)
     logger.info(
-        "spapi-proxy %s listening on http://%s:%d, forwarding to %s (signing: %s)",
+        "spapi-proxy %s listening on http://%s:%d (%d worker%s), forwarding to %s (signing: %s)",
         __version__,
         settings.listen.host,
         settings.listen.port,
+        settings.listen.workers,
+        "" if settings.listen.workers == 1 else "s",
         settings.upstream.base_url,
         "SigV4" if settings.aws else "off, LWA only",
     )
-    try:
-        asyncio.run(serve_proxy(settings, redactor))
-    except OSError as error:  # typically the port is taken
-        logger.error(
-            "cannot listen on %s:%d: %s", settings.listen.host, settings.listen.port, error
-        )
-        return EXIT_FAILURE
-    return EXIT_OK
+
+    def serve() -> int:
+        try:
+            asyncio.run(serve_proxy(settings, redactor))
+        except OSError as error:  # typically the port is taken
+            listen = settings.listen
+            logger.error("cannot listen on %s:%d: %s", listen.host, listen.port, error)
+            return EXIT_FAILURE
+        return EXIT_OK
+
+    if settings.listen.workers == 1:
+        return serve()
+    from proxy.workers import run_workers
+
+    return run_workers(settings.listen.workers, serve)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -196,6 +196,7 @@ SCHEMA: dict[str, Section] = {
             "max_body_bytes": Key("int", 10 * 1024 * 1024, check=_check_positive),
             # 0 is a valid choice here: stop at once without waiting for requests in flight.
             "drain_timeout_s": Key("float", 10.0, check=_check_not_negative),
+            "workers": Key("int", 1, check=_check_positive),
         },
     ),
     "upstream": Section(

@@ -94,7 +94,11 @@ class RunningServer:
 
 
 async def start_server(
-    app: web.Application, host: str, port: int, drain_timeout_s: float = 10.0
+    app: web.Application,
+    host: str,
+    port: int,
+    drain_timeout_s: float = 10.0,
+    reuse_port: bool = False,
 ) -> RunningServer:
     options: dict[str, Any] = {
         "max_line_size": MAX_LINE_BYTES,
@@ -110,7 +114,8 @@ async def start_server(
         **options,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    # reuse_port: several worker processes bind the same port and the kernel spreads connections.
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError:

@@ -38,6 +38,7 @@ class ListenSettings:
     allow_unauthenticated: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     drain_timeout_s: float = 10.0
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT); each fetches its own tokens
 
     @property
     def is_loopback(self) -> bool:

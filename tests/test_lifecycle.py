@@ -6,11 +6,12 @@ import asyncio
 import signal
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.emulator import EmulatorConfig
-from tests.conftest import ServerFactory, url_of
+from proxy.emulator import EmulatorConfig, create_emulator_app
+from tests.conftest import ORDERS_TEST_CASE_200, ServerFactory, emulator_state, url_of
 from tests.support.moto_sts import free_port
 from tests.test_cli_e2e import SCRIPT, lwa_environment, wait_healthy
 
@@ -119,3 +120,45 @@ async def test_64_mib_uploads_are_refused_without_buffering_them(
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.communicate(), timeout=15)
+
+
+async def test_two_workers_share_the_port_and_stop_together(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    emulator = await aiohttp_server(
+        create_emulator_app(EmulatorConfig(rate_per_s=1000, burst=1000))
+    )
+    base = url_of(emulator)
+    port = free_port()
+    config = tmp_path / "workers.yaml"
+    config.write_text(
+        f"listen: {{port: {port}, workers: 2}}\n"
+        f"upstream: {{endpoint: '{base}'}}\n"
+        f"lwa: {{token_url: '{base}/auth/o2/token'}}\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        "run",
+        "--config",
+        str(config),
+        env=lwa_environment(EmulatorConfig()),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_healthy(port, process)
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True)
+        ) as session:
+            for _ in range(60):  # new connections, spread by the kernel over both workers
+                async with session.get(
+                    f"http://127.0.0.1:{port}{ORDERS_TEST_CASE_200}"
+                ) as response:
+                    assert response.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, output.decode()
+    # each worker fetched its own token: both served requests
+    assert emulator_state(emulator).lwa_calls["refresh_token"] == 2
+    assert output.decode().count("worker ") >= 2

@@ -97,8 +97,51 @@ class AwsSettings:
 
 
 @dataclass(frozen=True)
+class RdtSettings:
+    enabled: bool = True  # fetch restricted data tokens for restricted operations
+    max_cached: int = 10_000  # RDTs kept per profile (one per method, path and data elements)
+
+
+# HTTP methods SP-API treats as idempotent: an upstream 429 is retried for these by default.
+IDEMPOTENT_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    enabled: bool = True
+    max_wait_s: float = 10.0  # longest a request waits for its bucket before a local 429
+    retries: int = 2  # upstream 429s retried with backoff and jitter
+    retry_methods: tuple[str, ...] = IDEMPOTENT_METHODS
+
+
+DEFAULT_PROFILE = "default"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One seller/region/credential set; requests pick it with `x-spapi-profile: NAME`."""
+
+    name: str
+    upstream: UpstreamSettings
+    lwa: LwaSettings
+    aws: AwsSettings | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     listen: ListenSettings
     upstream: UpstreamSettings
     lwa: LwaSettings
     aws: AwsSettings | None = None
+    rdt: RdtSettings = RdtSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    # Named profiles besides the default one (the top-level upstream/lwa/aws).
+    profiles: tuple[Profile, ...] = ()
+
+    @property
+    def default_profile(self) -> Profile:
+        return Profile(DEFAULT_PROFILE, self.upstream, self.lwa, self.aws)
+
+    @property
+    def all_profiles(self) -> dict[str, Profile]:
+        return {DEFAULT_PROFILE: self.default_profile, **{p.name: p for p in self.profiles}}

@@ -6,19 +6,26 @@ import asyncio
 import hmac
 import json
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
-import aiohttp
 from aiohttp import web
 
-from proxy.credentials.store import CredentialStore
-from proxy.errors import ProxyError, ProxyNotFound, ProxyUnauthorized, RequestTooLarge
-from proxy.forward import Forwarder, not_a_path
+from proxy.errors import (
+    InvalidRequest,
+    ProxyError,
+    ProxyNotFound,
+    ProxyUnauthorized,
+    RequestTooLarge,
+)
+from proxy.forward import not_a_path
+from proxy.headers import PROFILE_HEADER
 from proxy.metrics import ProxyMetrics
+from proxy.operations import OperationIndex
+from proxy.profiles import ProfileRuntime, running_profile
 from proxy.redact import Redactor
-from proxy.settings import Settings
+from proxy.settings import DEFAULT_PROFILE, Settings
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("proxy.access")
@@ -26,8 +33,7 @@ access_logger = logging.getLogger("proxy.access")
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", ProxyMetrics)
 REDACTOR = web.AppKey("redactor", Redactor)
-CREDENTIALS = web.AppKey("credentials", CredentialStore)
-FORWARDER = web.AppKey("forwarder", Forwarder)
+PROFILES = web.AppKey("profiles", dict[str, ProfileRuntime])
 
 OWN_PREFIX = "/_proxy/"
 # Probes must work without the client key: container health checks can't hold a secret.
@@ -47,7 +53,7 @@ def create_app(
     app[METRICS] = ProxyMetrics()
     app[REDACTOR] = redactor or Redactor()
     register_config_secrets(app[REDACTOR], settings)
-    app.cleanup_ctx.append(lambda app: upstream_session(app, clock))
+    app.cleanup_ctx.append(lambda app: run_profiles(app, clock))
     app.router.add_get("/_proxy/health", health)
     app.router.add_get("/_proxy/ready", ready)
     app.router.add_get("/_proxy/metrics", metrics)
@@ -56,50 +62,27 @@ def create_app(
     return app
 
 
-async def upstream_session(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
+async def run_profiles(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    connector = aiohttp.TCPConnector(
-        limit=settings.upstream.max_connections,
-        ssl=tls_context(settings.upstream.ca_bundle),
-        ttl_dns_cache=300,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        sock_connect=min(10.0, settings.upstream.timeout_s),
-        sock_read=settings.upstream.timeout_s,
-    )
-    # auto_decompress off: the client gets the bytes Amazon sent, with their Content-Encoding.
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
-        metrics_ = app[METRICS]
-        store = CredentialStore(
-            settings,
-            session,
-            clock,
-            on_refresh=metrics_.count_refresh,
-            on_new_secret=app[REDACTOR].add,
-        )
-        app[CREDENTIALS] = store
-        app[FORWARDER] = Forwarder(settings, session, store, metrics_, clock)
+    operations = OperationIndex()
+    async with AsyncExitStack() as stack:
+        runtimes = {}
+        for name, profile in settings.all_profiles.items():
+            runtimes[name] = await stack.enter_async_context(
+                running_profile(
+                    profile, settings, operations, app[METRICS], clock, app[REDACTOR].add
+                )
+            )
+        app[PROFILES] = runtimes
         yield
 
 
-def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """The system's CA store, plus `upstream.ca_bundle` if set. Verification is never off."""
-    context = ssl.create_default_context()
-    if ca_bundle:
-        context.load_verify_locations(cafile=ca_bundle)
-    return context
-
-
 def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
-    secrets = [settings.lwa.client_secret, settings.lwa.refresh_token, settings.listen.auth_token]
-    if settings.aws is not None:
-        secrets.append(settings.aws.secret_access_key)
+    secrets = [settings.listen.auth_token]
+    for profile in settings.all_profiles.values():
+        secrets += [profile.lwa.client_secret, profile.lwa.refresh_token]
+        if profile.aws is not None:
+            secrets.append(profile.aws.secret_access_key)
     for secret in secrets:
         if secret:
             redactor.add(secret.reveal())
@@ -169,12 +152,24 @@ def error_response(error: ProxyError) -> web.Response:
         status=error.status,
         body=json.dumps({"errors": [entry]}).encode(),
         content_type="application/json",
-        headers={"x-spapi-proxy-error": error.code},
+        headers={**error.headers, "x-spapi-proxy-error": error.code},
     )
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    return await request.app[FORWARDER].handle(request)
+    return await profile_for(request).forwarder.handle(request)
+
+
+def profile_for(request: web.Request) -> ProfileRuntime:
+    profiles = request.app[PROFILES]
+    name = request.headers.get(PROFILE_HEADER, DEFAULT_PROFILE)
+    runtime = profiles.get(name)
+    if runtime is None:
+        raise InvalidRequest(
+            f"Unknown profile {name[:64]!r} in {PROFILE_HEADER}.",
+            f"Configured profiles: {', '.join(profiles)}.",
+        )
+    return runtime
 
 
 async def health(request: web.Request) -> web.Response:
@@ -182,7 +177,9 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    problems = await request.app[CREDENTIALS].readiness(READY_TIMEOUT_S)
+    problems: list[str] = []
+    for runtime in request.app[PROFILES].values():
+        problems += await runtime.credentials.readiness(READY_TIMEOUT_S)
     if problems:
         return web.json_response({"status": "not ready", "reasons": problems}, status=503)
     return web.json_response({"status": "ready"})

@@ -6,6 +6,8 @@
     │   ├── LwaUnavailable          503  LWA unreachable or 5xx after retries
     │   ├── StsRejected             502  STS refused AssumeRole
     │   └── StsUnavailable          503  STS unreachable or 5xx after retries
+    ├── RdtRejected                 4xx/502  the Tokens API refused a restricted data token
+    ├── QuotaExceeded               429  the operation's rate limit; Amazon's quota not spent
     ├── UpstreamUnreachable         502  connecting to SP-API failed
     ├── UpstreamTimeout             504  SP-API slower than upstream.timeout_s
     ├── RequestTooLarge             413  body over listen.max_body_bytes
@@ -19,6 +21,8 @@ and setting names, never values read from credentials or responses' token fields
 
 from __future__ import annotations
 
+import math
+
 
 class ProxyError(Exception):
     status: int = 500
@@ -28,6 +32,7 @@ class ProxyError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}  # extra response headers, e.g. Retry-After
 
 
 class CredentialError(ProxyError):
@@ -54,6 +59,20 @@ class StsRejected(CredentialError):
 
 class StsUnavailable(CredentialError):
     status, code, source = 503, "StsUnavailable", "sts"
+
+
+class RdtRejected(ProxyError):
+    status, code = 502, "RdtRejected"
+
+
+class QuotaExceeded(ProxyError):
+    """Same code as Amazon's own 429, so clients handle both alike; x-spapi-proxy-error tells."""
+
+    status, code = 429, "QuotaExceeded"
+
+    def __init__(self, message: str, details: str, retry_after_s: float) -> None:
+        super().__init__(message, details)
+        self.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
 
 
 class UpstreamUnreachable(ProxyError):

@@ -1,34 +1,29 @@
-"""Forwarding: build the signed upstream request from the client's, stream the answer back."""
+"""Forwarding one client request: prepare it, pick its token, respect its quota, send it, and
+stream the answer back (replaying once when SP-API rejects the token)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from collections.abc import Hashable
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
 
-from proxy.credentials.store import CredentialStore
-from proxy.credentials.types import AwsCredentials
-from proxy.errors import InvalidRequest, RequestTooLarge, UpstreamTimeout, UpstreamUnreachable
+from proxy.access import AccessTokens, Grant, wanted_from
+from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge
 from proxy.headers import (
     combined_user_agent,
     request_headers_to_forward,
     response_headers_to_return,
 )
-from proxy.metrics import ProxyMetrics
+from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
-from proxy.secret import Secret
-from proxy.settings import Settings
-from proxy.signing import EMPTY_SHA256, SigV4Signer, amz_date
+from proxy.ratelimit import RateLimiter, backoff_delays
+from proxy.settings import RateLimitSettings
+from proxy.upstream import OutgoingRequest, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -39,56 +34,52 @@ REJECTED_TOKEN_DETAILS = (
     "access token you provided is revoked, malformed or invalid",
 )
 MAX_ERROR_BODY_INSPECTED = 64 * 1024
-
-
-@dataclass(frozen=True)
-class OutgoingRequest:
-    """What goes upstream, fixed once per client request (a replay reuses it as is)."""
-
-    method: str
-    raw_path: str
-    query: str
-    body: bytes | None
-    headers: CIMultiDict[str]
+RETRY_BASE_S = 1.0  # the official SDKs' 429 backoff: 1 s x 2^n plus jitter (FACTS.md §7)
 
 
 class Forwarder:
+    """Forwards requests for one profile."""
+
     def __init__(
         self,
-        settings: Settings,
-        session: aiohttp.ClientSession,
-        credentials: CredentialStore,
-        metrics: ProxyMetrics,
-        clock: Callable[[], float] = time.time,
+        upstream: Upstream,
+        access: AccessTokens,
+        operations: OperationIndex,
+        limiter: RateLimiter | None,
+        rate_limits: RateLimitSettings,
+        max_body_bytes: int,
     ) -> None:
-        upstream = settings.upstream
-        self._base_url = upstream.base_url
-        self._host = urlsplit(self._base_url).netloc
-        self._user_agent = upstream.effective_user_agent
-        self._timeout_s = upstream.timeout_s
-        self._max_body = settings.listen.max_body_bytes
-        self._token_headers = settings.lwa.token_headers
-        self._session = session
-        self._credentials = credentials
-        self._metrics = metrics
-        self._signer = SigV4Signer(upstream.signing_region) if settings.aws else None
-        self._clock = clock
+        self._upstream = upstream
+        self._access = access
+        self._operations = operations
+        self._limiter = limiter
+        self._rate_limits = rate_limits
+        self._max_body = max_body_bytes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         outgoing = await self._outgoing(request)
-        token = await self._credentials.lwa_token()
-        upstream = await self._send(outgoing, token)
+        op = self._operations.match(outgoing.method, outgoing.raw_path)
+        wanted = wanted_from(request.headers)
+        grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
+        upstream = await self._send_within_quota(outgoing, grant, op)
         head = b""
         if upstream.status in (401, 403):
             # Amazon refused the token before acting on the request, so a replay with a
             # new token is safe for any method (PRODUCT.md "Tokens").
             head = await read_head(upstream)
-            if upstream.content.at_eof() and token_was_rejected(head):
-                logger.info("SP-API rejected the access token; fetching a new one and retrying")
+            if (
+                upstream.content.at_eof()
+                and token_was_rejected(head)
+                and self._access.rejected(grant, op, outgoing.method, outgoing.raw_path)
+            ):
+                logger.info(
+                    "SP-API rejected the %s token; fetching a new one and retrying", grant.kind
+                )
                 upstream.release()
-                self._credentials.token_rejected(token)
-                upstream = await self._send(outgoing, await self._credentials.lwa_token())
+                grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
+                upstream = await self._send_within_quota(outgoing, grant, op)
                 head = b""
+        self._observe_rate_limit(op, upstream)
         return await stream_back(request, upstream, head)
 
     async def _outgoing(self, request: web.Request) -> OutgoingRequest:
@@ -97,73 +88,66 @@ class Forwarder:
         method = request.method
         body = None if method in BODYLESS_METHODS else await read_body(request, self._max_body)
         headers = request_headers_to_forward(request.headers.items())
-        headers["User-Agent"] = combined_user_agent(
-            request.headers.get("User-Agent"), self._user_agent
+        user_agent = combined_user_agent(
+            request.headers.get("User-Agent"), self._upstream.user_agent
         )
+        headers["User-Agent"] = user_agent
         return OutgoingRequest(method, raw_path, encode_query(raw_query), body, headers)
 
-    def _signed_headers(
-        self, outgoing: OutgoingRequest, token: Secret, aws: AwsCredentials | None
-    ) -> CIMultiDict[str]:
-        headers = outgoing.headers.copy()
-        owned: dict[str, str] = {"host": self._host}
-        for name in self._token_headers:
-            owned[name] = token.reveal()
-        if self._signer is not None and aws is not None:
-            owned["x-amz-date"] = amz_date(self._clock())
-            if aws.session_token:
-                owned["x-amz-security-token"] = aws.session_token.reveal()
-            body = outgoing.body or b""
-            payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
-            owned["authorization"] = self._signer.authorization(
-                method=outgoing.method,
-                raw_path=outgoing.raw_path,
-                query=outgoing.query,
-                headers=owned,
-                payload_sha256=payload_hash,
-                credentials=aws,
-                amz_date=owned["x-amz-date"],
+    async def _send_within_quota(
+        self, outgoing: OutgoingRequest, grant: Grant, op: Operation | None
+    ) -> aiohttp.ClientResponse:
+        """Send once the operation's bucket allows; retry Amazon's 429 with backoff."""
+        settings = self._rate_limits
+        retrying = settings.enabled and outgoing.method in settings.retry_methods
+        retries = settings.retries if retrying else 0
+        delays = backoff_delays(retries, RETRY_BASE_S)
+        for attempt in range(retries + 1):
+            await self._take_quota(op)
+            upstream = await self._upstream.send(outgoing, grant.token)
+            if upstream.status != 429 or attempt == retries:
+                return upstream
+            upstream.release()
+            logger.info(
+                "SP-API answered 429; retry %d of %d in %.1f s",
+                attempt + 1,
+                retries,
+                delays[attempt],
             )
-        for name, value in owned.items():
-            headers[name] = value
-        if outgoing.body is not None:
-            headers["Content-Length"] = str(len(outgoing.body))
-        return headers
+            await asyncio.sleep(delays[attempt])
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(self, outgoing: OutgoingRequest, token: Secret) -> aiohttp.ClientResponse:
-        aws = await self._credentials.aws_credentials()
-        headers = self._signed_headers(outgoing, token, aws)
-        target = self._base_url + outgoing.raw_path
-        if outgoing.query:
-            target += "?" + outgoing.query
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                response = await self._session.request(
-                    outgoing.method,
-                    URL(target, encoded=True),
-                    headers=headers,
-                    data=outgoing.body or None,
-                    allow_redirects=False,
-                    skip_auto_headers=SKIP_AUTO_HEADERS,
-                )
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"SP-API did not answer within {self._timeout_s:g} s (upstream.timeout_s).",
-                "Retry later, or raise upstream.timeout_s for slow operations such as reports.",
-            ) from None
-        except (aiohttp.ClientError, OSError) as error:
-            raise UpstreamUnreachable(
-                f"Could not connect to SP-API at {self._base_url}: {type(error).__name__}.",
-                "Check network access to the upstream (upstream.region, upstream.endpoint).",
-            ) from None
-        self._metrics.upstream_latency.observe(time.perf_counter() - started)
-        return response
+    async def _take_quota(self, op: Operation | None) -> None:
+        if self._limiter is None:
+            return
+        key = quota_key(op)
+        wait = self._limiter.reserve(key, op, self._rate_limits.max_wait_s)
+        if wait is None:
+            raise quota_exceeded(op, self._limiter.retry_after(key), self._rate_limits.max_wait_s)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _observe_rate_limit(self, op: Operation | None, upstream: aiohttp.ClientResponse) -> None:
+        limit = upstream.headers.get("x-amzn-RateLimit-Limit")
+        if limit and self._limiter is not None:
+            self._limiter.observe_limit(quota_key(op), limit)
 
 
-# aiohttp adds these unless told not to; the proxy forwards the client's own or none, so the
-# client gets exactly the encoding it asked for (auto_decompress is off).
-SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+def quota_key(op: Operation | None) -> Hashable:
+    # Each profile has its own limiter, so the operation names the bucket; operation ids
+    # repeat across APIs (getOrder, getShipment), hence the API too.
+    return None if op is None else (op.api, op.name)
+
+
+def quota_exceeded(op: Operation | None, retry_after_s: float, max_wait_s: float) -> QuotaExceeded:
+    name = f"{op.name} ({op.api})" if op else "This operation"
+    return QuotaExceeded(
+        f"{name} is over its rate limit; waiting would take longer than "
+        f"{max_wait_s:g} s (rate_limits.max_wait_s). The proxy answered instead of Amazon, so "
+        "no quota was spent.",
+        f"Retry after {retry_after_s:.1f} s (Retry-After), or spread the calls out.",
+        retry_after_s,
+    )
 
 
 def not_a_path() -> InvalidRequest:

@@ -21,6 +21,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+# The proxy's own request headers: which profile, an RDT the client brings, personal data wanted.
+PROFILE_HEADER = "x-spapi-profile"
+CLIENT_RDT_HEADER = "x-spapi-rdt"
+DATA_ELEMENTS_HEADER = "x-spapi-data-elements"
+
 # The proxy sets these itself; a client's copy is dropped so it can't be forwarded twice
 # or override the signed value.
 OWNED = frozenset(
@@ -34,6 +39,9 @@ OWNED = frozenset(
         "x-amz-content-sha256",
         "x-spapi-proxy-key",
         "user-agent",
+        PROFILE_HEADER,
+        CLIENT_RDT_HEADER,
+        DATA_ELEMENTS_HEADER,
     }
 )
 

@@ -17,7 +17,14 @@ from proxy.emulator.sigv4 import KeyMaterial
 from proxy.logging_setup import pin_noisy_loggers
 from proxy.secret import Secret
 from proxy.server import RunningServer, start_server
-from proxy.settings import AwsSettings, ListenSettings, LwaSettings, Settings, UpstreamSettings
+from proxy.settings import (
+    AwsSettings,
+    ListenSettings,
+    LwaSettings,
+    RateLimitSettings,
+    Settings,
+    UpstreamSettings,
+)
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, running_moto_sts
 
@@ -75,6 +82,9 @@ def settings_for(
             token_url=f"{base}/auth/o2/token",
         ),
         aws=aws,
+        # The proxy's own buckets are off unless a test is about them: tests send bursts that
+        # the sandbox's 5/s would otherwise slow down (rate-limit tests turn them on).
+        rate_limits=RateLimitSettings(enabled=False),
     )
 
 

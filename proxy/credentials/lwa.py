@@ -20,7 +20,11 @@ logger = logging.getLogger(__name__)
 
 
 class LwaTokenSource:
-    """Fetches one access token per call; caching is `Refreshable`'s job."""
+    """Fetches one access token per call; caching is `Refreshable`'s job.
+
+    The seller grant (`refresh_token`) by default; with a `scope`, the grantless
+    `client_credentials` grant (FACTS.md §4: scope and refresh_token are never sent together).
+    """
 
     def __init__(
         self,
@@ -28,21 +32,32 @@ class LwaTokenSource:
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
         on_new_secret: Callable[[str], None] | None = None,
+        scope: str | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
         self._clock = clock
         self._on_new_secret = on_new_secret
+        self._scope = scope
+
+    @property
+    def grant(self) -> str:
+        return f"client_credentials grant ({self._scope})" if self._scope else "refresh_token grant"
 
     async def fetch(self) -> Expiring[Secret]:
         return await with_retries(self._attempt, "LWA token request")
 
     def _form(self) -> dict[str, str]:
+        client = {
+            "client_id": self._settings.client_id,
+            "client_secret": self._settings.client_secret.reveal(),
+        }
+        if self._scope:
+            return {"grant_type": "client_credentials", "scope": self._scope, **client}
         return {
             "grant_type": "refresh_token",
             "refresh_token": self._settings.refresh_token.reveal(),
-            "client_id": self._settings.client_id,
-            "client_secret": self._settings.client_secret.reveal(),
+            **client,
         }
 
     async def _attempt(self) -> Expiring[Secret]:
@@ -75,14 +90,15 @@ class LwaTokenSource:
 
     def _unavailable(self, reason: str) -> LwaUnavailable:
         return LwaUnavailable(
-            f"Could not get an LWA access token from {self._settings.token_url}: {reason}.",
+            f"Could not get an LWA access token ({self.grant}) from "
+            f"{self._settings.token_url}: {reason}.",
             "The proxy retried; check network access to the token URL (lwa.token_url).",
         )
 
     def _rejected(self, status: int, body: bytes) -> LwaRejected:
         code, description = lwa_error_fields(body)
         return LwaRejected(
-            f"LWA refused the refresh_token grant with {code or f'HTTP {status}'}"
+            f"LWA refused the {self.grant} with {code or f'HTTP {status}'}"
             + (f": {description}" if description else "."),
             LWA_HINTS.get(code, "Check lwa.client_id, lwa.client_secret and lwa.refresh_token."),
             lwa_error=code,

@@ -1,4 +1,4 @@
-"""The credentials one proxy app holds: an LWA token and, when signing, AWS keys."""
+"""One profile's credentials: seller and grantless LWA tokens and, when signing, AWS keys."""
 
 from __future__ import annotations
 
@@ -14,35 +14,60 @@ from proxy.credentials.sts import AwsCredentialSource
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError
 from proxy.secret import Secret
-from proxy.settings import Settings
+from proxy.settings import DEFAULT_PROFILE, Profile
 
 
 class CredentialStore:
     def __init__(
         self,
-        settings: Settings,
+        profile: Profile,
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
         on_refresh: Callable[[str, bool], None] | None = None,
         on_new_secret: Callable[[str], None] | None = None,
     ) -> None:
-        lwa = LwaTokenSource(settings.lwa, session, clock, on_new_secret)
-        self.lwa: Refreshable[Secret] = Refreshable("lwa", lwa.fetch, clock, on_refresh)
+        self._profile = profile
+        self._session = session
+        self._clock = clock
+        self._on_refresh = on_refresh
+        self._on_new_secret = on_new_secret
+        self.lwa = self._lwa_refreshable(scope=None)
+        # Grantless tokens, one per scope; only two scopes exist (FACTS.md §4).
+        self._grantless: dict[str, Refreshable[Secret]] = {}
         self.aws: Refreshable[AwsCredentials] | None = None
-        if settings.aws is not None:
+        if profile.aws is not None:
             source = AwsCredentialSource(
-                settings.aws, settings.upstream.signing_region, clock, on_new_secret
+                profile.aws, profile.upstream.signing_region, clock, on_new_secret
             )
-            self.aws = Refreshable(source.kind, source.fetch, clock, on_refresh)
+            self.aws = Refreshable(self._label(source.kind), source.fetch, clock, on_refresh)
+
+    def _label(self, source: str) -> str:
+        """Source name for logs and metrics: `lwa`, or `lwa:eu` for a named profile."""
+        name = self._profile.name
+        return source if name == DEFAULT_PROFILE else f"{source}:{name}"
+
+    def _lwa_refreshable(self, scope: str | None) -> Refreshable[Secret]:
+        source = LwaTokenSource(
+            self._profile.lwa, self._session, self._clock, self._on_new_secret, scope=scope
+        )
+        name = self._label("lwa" if scope is None else "lwa-grantless")
+        return Refreshable(name, source.fetch, self._clock, self._on_refresh)
 
     async def lwa_token(self) -> Secret:
         return await self.lwa.get()
+
+    async def grantless_token(self, scope: str) -> Secret:
+        if scope not in self._grantless:
+            self._grantless[scope] = self._lwa_refreshable(scope)
+        return await self._grantless[scope].get()
 
     async def aws_credentials(self) -> AwsCredentials | None:
         return None if self.aws is None else await self.aws.get()
 
     def token_rejected(self, token: Secret) -> None:
         self.lwa.invalidate(token)
+        for grantless in self._grantless.values():
+            grantless.invalidate(token)
 
     async def readiness(self, timeout_s: float) -> list[str]:
         """Why credentials can't be had now, one reason per failing source (empty: ready)."""

@@ -1,0 +1,99 @@
+"""Which token a request goes upstream with: the seller's LWA token, a grantless token, a
+restricted data token (RDT) the proxy fetched, or an RDT the client brought (FACTS.md §4, §6)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+from proxy.credentials.refreshable import Expiring, Refreshable
+from proxy.credentials.store import CredentialStore
+from proxy.headers import CLIENT_RDT_HEADER, DATA_ELEMENTS_HEADER
+from proxy.operations import Operation
+from proxy.secret import Secret
+
+# Kinds of token, as the diagnosis and the logs name them.
+LWA, GRANTLESS, RDT, CLIENT_RDT = "lwa", "grantless", "rdt", "client-rdt"
+
+RdtKey = tuple[str, str, tuple[str, ...]]  # method, path, data elements
+RdtFetch = Callable[[str, str, tuple[str, ...]], Awaitable[Expiring[Secret]]]
+
+
+@dataclass(frozen=True)
+class Grant:
+    token: Secret
+    kind: str
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the client asked for in the proxy's own request headers."""
+
+    client_rdt: str | None  # x-spapi-rdt: forwarded as is
+    data_elements: tuple[str, ...]  # x-spapi-data-elements, e.g. ("buyerInfo", "shippingAddress")
+
+
+class AccessTokens:
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        fetch_rdt: RdtFetch,
+        rdt_enabled: bool,
+        max_cached_rdts: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._credentials = credentials
+        self._fetch_rdt = fetch_rdt
+        self._rdt_enabled = rdt_enabled
+        self._clock = clock
+        # One cached RDT per (method, path, data elements): bounded, so a million order ids
+        # can't grow memory without limit; each entry refreshes early and single-flight.
+        self._rdts: LRUCache[RdtKey, Refreshable[Secret]] = LRUCache(maxsize=max_cached_rdts)
+
+    async def grant_for(
+        self, op: Operation | None, method: str, path: str, wanted: Wanted
+    ) -> Grant:
+        if wanted.client_rdt:
+            return Grant(Secret(wanted.client_rdt), CLIENT_RDT)
+        if op is not None and op.grantless_scope:
+            return Grant(await self._credentials.grantless_token(op.grantless_scope), GRANTLESS)
+        if self._rdt_enabled and op is not None and op.needs_rdt(bool(wanted.data_elements)):
+            elements = wanted.data_elements if op.data_elements else ()
+            return Grant(await self._rdt((method, path, elements)), RDT)
+        return Grant(await self._credentials.lwa_token(), LWA)
+
+    def rejected(self, grant: Grant, op: Operation | None, method: str, path: str) -> bool:
+        """Forget a token SP-API refused; True when fetching another one may help."""
+        if grant.kind == CLIENT_RDT:
+            return False  # the client's own token: the client has to fetch a new one
+        self._credentials.token_rejected(grant.token)
+        for key, cached in list(self._rdts.items()):
+            if cached.cached is not None and cached.cached.value == grant.token:
+                del self._rdts[key]
+        return True
+
+    async def _rdt(self, key: RdtKey) -> Secret:
+        cached = self._rdts.get(key)
+        if cached is None:
+            method, path, elements = key
+
+            async def fetch() -> Expiring[Secret]:
+                return await self._fetch_rdt(method, path, elements)
+
+            cached = self._rdts[key] = Refreshable("rdt", fetch, self._clock)
+        return await cached.get()
+
+    @property
+    def cached_rdts(self) -> int:
+        return len(self._rdts)
+
+
+def wanted_from(headers: Mapping[str, str]) -> Wanted:
+    """The client's x-spapi-rdt and x-spapi-data-elements headers, normalised."""
+    rdt = headers.get(CLIENT_RDT_HEADER) or None
+    raw_elements = headers.get(DATA_ELEMENTS_HEADER) or ""
+    elements = tuple(sorted({part.strip() for part in raw_elements.split(",") if part.strip()}))
+    return Wanted(rdt, elements)

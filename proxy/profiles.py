@@ -1,0 +1,97 @@
+"""Everything one profile owns at run time: its connection pool, credentials, RDT cache,
+rate-limit buckets and forwarder. Profiles share nothing, so one seller's throttling or
+failing credentials never touch another's."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from proxy.access import AccessTokens
+from proxy.credentials.store import CredentialStore
+from proxy.forward import Forwarder
+from proxy.metrics import ProxyMetrics
+from proxy.operations import OperationIndex
+from proxy.ratelimit import RateLimiter
+from proxy.settings import Profile, Settings
+from proxy.upstream import Upstream
+
+
+@dataclass(frozen=True)
+class ProfileRuntime:
+    profile: Profile
+    credentials: CredentialStore
+    access: AccessTokens
+    forwarder: Forwarder
+
+
+@asynccontextmanager
+async def running_profile(
+    profile: Profile,
+    settings: Settings,
+    operations: OperationIndex,
+    metrics: ProxyMetrics,
+    clock: Callable[[], float] = time.time,
+    on_new_secret: Callable[[str], None] | None = None,
+) -> AsyncIterator[ProfileRuntime]:
+    async with upstream_session(profile) as session:
+        credentials = CredentialStore(
+            profile, session, clock, on_refresh=metrics.count_refresh, on_new_secret=on_new_secret
+        )
+        upstream = Upstream(profile, session, credentials, metrics, clock)
+        access = AccessTokens(
+            credentials, upstream.fetch_rdt, settings.rdt.enabled, settings.rdt.max_cached, clock
+        )
+        forwarder = Forwarder(
+            upstream,
+            access,
+            operations,
+            rate_limiter(profile, settings, clock),
+            settings.rate_limits,
+            settings.listen.max_body_bytes,
+        )
+        yield ProfileRuntime(profile, credentials, access, forwarder)
+
+
+def rate_limiter(
+    profile: Profile, settings: Settings, clock: Callable[[], float]
+) -> RateLimiter | None:
+    if not settings.rate_limits.enabled:
+        return None
+    # N worker processes each take 1/N of every bucket, so together they never overshoot.
+    share = 1.0 / settings.listen.workers
+    return RateLimiter(clock, share=share, sandbox=profile.upstream.sandbox)
+
+
+@asynccontextmanager
+async def upstream_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
+    upstream = profile.upstream
+    connector = aiohttp.TCPConnector(
+        limit=upstream.max_connections,
+        ssl=tls_context(upstream.ca_bundle),
+        ttl_dns_cache=300,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=min(10.0, upstream.timeout_s), sock_read=upstream.timeout_s
+    )
+    # auto_decompress off: the client gets the bytes Amazon sent, with their Content-Encoding.
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+    ) as session:
+        yield session
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """The system's CA store, plus `upstream.ca_bundle` if set. Verification is never off."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context

@@ -1,0 +1,185 @@
+"""Client-side rate limiting: Amazon's token buckets mirrored per key, and 429 backoff delays.
+
+Amazon meters each operation per (application, selling partner) with a token bucket: ``rate``
+tokens a second, at most ``burst`` saved, starting full (FACTS.md section 7). Mirroring that
+bucket lets the proxy wait, or answer 429 itself, before a request would spend Amazon's quota.
+
+Nothing here sleeps or does I/O. :meth:`RateLimiter.reserve` returns how long to wait and
+takes the token at once, so concurrent callers queue in order; the caller awaits the wait.
+
+Several worker processes (``listen.workers: N``) *split* the quota: each worker's buckets get
+``share = 1/N`` of the rate and burst, so together they can never exceed Amazon's bucket.
+Sharing one bucket instead would need a lock in shared memory or an external store on every
+request (latency, and a new way to fail) for a gain only under lopsided load: when one worker
+has all of an operation's traffic it gets 1/N of the quota and throttles early, which is safe
+(the proxy's own 429 never costs Amazon quota) rather than fast.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Hashable
+
+from cachetools import LRUCache
+
+from proxy.operations import Operation
+
+SANDBOX_RATE_PER_S = 5.0  # the sandbox throttles every operation alike (FACTS.md section 7)
+SANDBOX_BURST = 15
+# Float sums of rate * elapsed land a hair under a whole token (with wall-clock timestamps near
+# 1.7e9 the clock itself only resolves ~0.2 µs). Waits shorter than this are rounding, not
+# throttling: report them as 0.0 ("go now") rather than as a sleep of a few nanoseconds.
+_ROUNDING_S = 1e-6
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """Amazon's model: ``rate_per_s`` tokens a second, capacity ``burst``, starts full.
+
+    Reservations may take the level below zero: the debt is what queued callers are waiting
+    for, so the n-th caller past the burst waits n / rate seconds.
+    """
+
+    def __init__(self, rate_per_s: float, burst: float, clock: Clock) -> None:
+        if not rate_per_s > 0 or not burst >= 1:
+            raise ValueError(f"need rate > 0 and burst >= 1, got {rate_per_s} and {burst}")
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = self.burst
+        self._updated = clock()
+
+    def reserve(self, max_wait_s: float) -> float | None:
+        """Take one token now or later: the seconds to wait, or None (nothing taken) if too long."""
+        self._refill()
+        wait = self._wait_for_one()
+        if wait > max_wait_s:
+            return None
+        self._tokens -= 1.0
+        return wait
+
+    def retry_after(self) -> float:
+        """Seconds until one token is free (0.0 when one is free now)."""
+        self._refill()
+        return self._wait_for_one()
+
+    def adjust_rate(self, rate_per_s: float) -> None:
+        """Change the refill rate, keeping the tokens earned so far at the old rate."""
+        if not rate_per_s > 0:
+            raise ValueError(f"need rate > 0, got {rate_per_s}")
+        self._refill()
+        self.rate_per_s = rate_per_s
+
+    def _refill(self) -> None:
+        now = self._clock()
+        # max(0, …): a clock that steps backwards must not drain the bucket
+        elapsed = max(0.0, now - self._updated)
+        self._tokens = min(self.burst, self._tokens + elapsed * self.rate_per_s)
+        self._updated = now
+
+    def _wait_for_one(self) -> float:
+        wait = (1.0 - self._tokens) / self.rate_per_s
+        return 0.0 if wait <= _ROUNDING_S else wait
+
+
+class RateLimiter:
+    """One :class:`TokenBucket` per key (e.g. ``(profile, operation)``), created on first use.
+
+    Limits come from the :class:`Operation`'s usage plan, else from ``default_rate`` and
+    ``default_burst``; with neither, requests are not limited. ``sandbox=True`` applies the
+    sandbox's flat plan (default 5/s, burst 15) to every operation instead. All limits are
+    multiplied by ``share`` (see the module docstring).
+
+    Buckets sit in an LRU cache of ``max_buckets`` so stray keys cannot grow memory without
+    bound. A bucket evicted and recreated starts full, which could let one extra burst through,
+    so ``max_buckets`` should stay well above profiles x operations (370 operations).
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        default_rate: float | None = None,
+        default_burst: int | None = None,
+        share: float = 1.0,
+        max_buckets: int = 10_000,
+        *,
+        sandbox: bool = False,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        if sandbox:
+            default_rate = SANDBOX_RATE_PER_S if default_rate is None else default_rate
+            default_burst = SANDBOX_BURST if default_burst is None else default_burst
+        self._clock = clock
+        self._default_rate = default_rate
+        self._default_burst = default_burst
+        self._share = share
+        self._sandbox = sandbox
+        self._buckets: LRUCache[Hashable, TokenBucket] = LRUCache(maxsize=max_buckets)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def reserve(self, key: Hashable, op: Operation | None, max_wait_s: float) -> float | None:
+        """Seconds to wait before sending (token taken), or None: answer 429 without sending."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            limits = self._limits(op)
+            if limits is None:
+                return 0.0  # no known plan: leave it to Amazon
+            bucket = self._buckets[key] = TokenBucket(*limits, self._clock)
+        return bucket.reserve(max_wait_s)
+
+    def observe_limit(self, key: Hashable, header_value: str) -> None:
+        """Apply an ``x-amzn-RateLimit-Limit`` value (requests/s, e.g. ``0.0167``) to a bucket.
+
+        Values that are not a positive finite number are ignored: the header is best effort.
+        The value is the whole application's rate, so this worker takes its ``share`` of it.
+        """
+        bucket = self._buckets.get(key)
+        rate = _parse_rate(header_value)
+        if bucket is None or rate is None:
+            return
+        rate *= self._share
+        if not math.isclose(rate, bucket.rate_per_s):
+            bucket.adjust_rate(rate)
+
+    def retry_after(self, key: Hashable) -> float:
+        """Seconds until ``key``'s bucket has a token (0.0 for keys without a bucket)."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.retry_after()
+
+    def _limits(self, op: Operation | None) -> tuple[float, float] | None:
+        rate, burst = self._default_rate, self._default_burst
+        # truthiness on purpose: a missing plan (None) and a zero one both mean "use defaults"
+        if not self._sandbox and op is not None and op.rate_per_s and op.burst:
+            rate, burst = op.rate_per_s, op.burst
+        if rate is None or burst is None:
+            return None
+        # at least one token, or a worker with a small share could never send at all
+        return rate * self._share, max(1.0, burst * self._share)
+
+
+def _parse_rate(header_value: str) -> float | None:
+    try:
+        rate = float(header_value.strip())
+    except ValueError:
+        return None
+    return rate if math.isfinite(rate) and rate > 0 else None
+
+
+def backoff_delays(
+    retries: int,
+    base_s: float = 1.0,
+    cap_s: float = 30.0,
+    rng: random.Random | None = None,
+) -> list[float]:
+    """Delays before each of ``retries`` retries of a 429, as the official SDKs space them.
+
+    ``base_s * 2**n`` plus 0-25 % jitter (FACTS.md section 7), never more than ``cap_s``. The
+    jitter keeps workers throttled together from retrying in lockstep.
+    """
+    rng = rng or random.Random()
+    return [min(cap_s, base_s * 2**n * (1 + rng.uniform(0.0, 0.25))) for n in range(retries)]

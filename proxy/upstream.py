@@ -1,0 +1,170 @@
+"""One profile's upstream: sign a prepared request with a token and send it over the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from proxy.credentials.refreshable import Expiring
+from proxy.credentials.store import CredentialStore
+from proxy.credentials.types import AwsCredentials
+from proxy.errors import RdtRejected, UpstreamTimeout, UpstreamUnreachable
+from proxy.metrics import ProxyMetrics
+from proxy.secret import Secret
+from proxy.settings import Profile
+from proxy.signing import EMPTY_SHA256, SigV4Signer, amz_date
+
+logger = logging.getLogger(__name__)
+
+RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
+# aiohttp adds these unless told not to; the proxy forwards the client's own or none, so the
+# client gets exactly the encoding it asked for (auto_decompress is off).
+SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    """What goes upstream, fixed once per client request (a replay reuses it as is)."""
+
+    method: str
+    raw_path: str
+    query: str
+    body: bytes | None
+    headers: CIMultiDict[str]
+
+
+class Upstream:
+    def __init__(
+        self,
+        profile: Profile,
+        session: aiohttp.ClientSession,
+        credentials: CredentialStore,
+        metrics: ProxyMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        settings = profile.upstream
+        self.base_url = settings.base_url
+        self.user_agent = settings.effective_user_agent
+        self._host = urlsplit(self.base_url).netloc
+        self._timeout_s = settings.timeout_s
+        self._token_headers = profile.lwa.token_headers
+        self._session = session
+        self._credentials = credentials
+        self._metrics = metrics
+        self._signer = SigV4Signer(settings.signing_region) if profile.aws else None
+        self._clock = clock
+
+    async def send(self, outgoing: OutgoingRequest, token: Secret) -> aiohttp.ClientResponse:
+        aws = await self._credentials.aws_credentials()
+        headers = self._signed_headers(outgoing, token, aws)
+        target = self.base_url + outgoing.raw_path
+        if outgoing.query:
+            target += "?" + outgoing.query
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._session.request(
+                    outgoing.method,
+                    URL(target, encoded=True),
+                    headers=headers,
+                    data=outgoing.body or None,
+                    allow_redirects=False,
+                    skip_auto_headers=SKIP_AUTO_HEADERS,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"SP-API did not answer within {self._timeout_s:g} s (upstream.timeout_s).",
+                "Retry later, or raise upstream.timeout_s for slow operations such as reports.",
+            ) from None
+        except (aiohttp.ClientError, OSError) as error:
+            raise UpstreamUnreachable(
+                f"Could not connect to SP-API at {self.base_url}: {type(error).__name__}.",
+                "Check network access to the upstream (upstream.region, upstream.endpoint).",
+            ) from None
+        self._metrics.upstream_latency.observe(time.perf_counter() - started)
+        return response
+
+    def _signed_headers(
+        self, outgoing: OutgoingRequest, token: Secret, aws: AwsCredentials | None
+    ) -> CIMultiDict[str]:
+        headers = outgoing.headers.copy()
+        owned: dict[str, str] = {"host": self._host}
+        for name in self._token_headers:
+            owned[name] = token.reveal()
+        if self._signer is not None and aws is not None:
+            owned["x-amz-date"] = amz_date(self._clock())
+            if aws.session_token:
+                owned["x-amz-security-token"] = aws.session_token.reveal()
+            body = outgoing.body or b""
+            payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+            owned["authorization"] = self._signer.authorization(
+                method=outgoing.method,
+                raw_path=outgoing.raw_path,
+                query=outgoing.query,
+                headers=owned,
+                payload_sha256=payload_hash,
+                credentials=aws,
+                amz_date=owned["x-amz-date"],
+            )
+        for name, value in owned.items():
+            headers[name] = value
+        if outgoing.body is not None:
+            headers["Content-Length"] = str(len(outgoing.body))
+        return headers
+
+    async def fetch_rdt(
+        self, method: str, path: str, data_elements: tuple[str, ...]
+    ) -> Expiring[Secret]:
+        """A restricted data token for one method and path, from the Tokens API (FACTS.md §6)."""
+        resource: dict[str, object] = {"method": method, "path": path}
+        if data_elements:
+            resource["dataElements"] = list(data_elements)
+        body = json.dumps({"restrictedResources": [resource]}).encode()
+        headers = CIMultiDict({"Content-Type": "application/json", "User-Agent": self.user_agent})
+        outgoing = OutgoingRequest("POST", RDT_PATH, "", body, headers)
+        started = self._clock()
+        response = await self.send(outgoing, await self._credentials.lwa_token())
+        try:
+            answer = await response.read()
+        finally:
+            response.release()
+        if response.status != 200:
+            raise rdt_refused(method, path, response, answer)
+        try:
+            document = json.loads(answer)
+            token, lifetime = str(document["restrictedDataToken"]), float(document["expiresIn"])
+        except (ValueError, KeyError, TypeError):
+            raise RdtRejected(
+                f"The Tokens API answered 200 without a token for {method} {path}."
+            ) from None
+        return Expiring(Secret(token), started + lifetime)
+
+
+def rdt_refused(
+    method: str, path: str, response: aiohttp.ClientResponse, answer: bytes
+) -> RdtRejected:
+    """Amazon's own reason (error code and message, never a token) for refusing an RDT."""
+    reason = f"HTTP {response.status}"
+    try:
+        first = json.loads(answer)["errors"][0]
+        reason = f"{first.get('code', reason)}: {first.get('message', '')}".strip(": ")[:200]
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        pass
+    request_id = response.headers.get("x-amzn-RequestId", "-")
+    error = RdtRejected(
+        f"SP-API refused a restricted data token for {method} {path}: {reason}.",
+        "Check that the app has the role for this personal data in Seller Central, or send "
+        f"your own RDT in x-spapi-rdt. x-amzn-RequestId: {request_id}",
+    )
+    error.status = 502 if response.status >= 500 else response.status
+    return error

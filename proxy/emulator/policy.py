@@ -35,6 +35,19 @@ RDT_REQUIRED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/mfn/v0/shipments"),
         ("DELETE", "/mfn/v0/shipments/{}"),
         ("POST", "/easyShip/2022-03-23/packages/bulk"),
+        # Vendor Direct Fulfillment (FACTS.md section 6): orders, and shipping labels, packing
+        # slips and customer invoices, in both model versions.
+        ("GET", "/vendor/directFulfillment/orders/v1/purchaseOrders"),
+        ("GET", "/vendor/directFulfillment/orders/v1/purchaseOrders/{}"),
+        ("GET", "/vendor/directFulfillment/orders/2021-12-28/purchaseOrders"),
+        ("GET", "/vendor/directFulfillment/orders/2021-12-28/purchaseOrders/{}"),
+        *(
+            ("GET", f"/vendor/directFulfillment/shipping/{version}/{resource}{suffix}")
+            for version in ("v1", "2021-12-28")
+            for resource in ("shippingLabels", "packingSlips", "customerInvoices")
+            for suffix in ("", "/{}")
+        ),
+        ("POST", "/vendor/directFulfillment/shipping/2021-12-28/shippingLabels/{}"),
     }
 )
 

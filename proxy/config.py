@@ -22,17 +22,24 @@ The `aws` section is opt-in: the file sets `aws:` (even `aws: {}`), or a non-emp
 `SPAPI_PROXY_AWS_*` or `SPAPI_ROLE_ARN` variable is set. `AWS_ACCESS_KEY_ID` alone does not
 turn signing on: a developer's shell often holds it for unrelated work, and signing SP-API calls
 with those keys would only produce confusing 403s.
+
+Named profiles (`profiles: {NAME: {upstream, lwa, aws}}`) come from the file only. A profile
+starts from the effective top-level upstream/lwa/aws (defaults < file < variables) and replaces
+just the keys it gives, so its own keys win over everything. `aws: null` in a profile turns
+signing off for it; `aws: {...}` turns it on, inheriting the top-level aws keys (or the aws
+defaults when signing is off at the top level).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import math
 import os
 import re
 import stat
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
@@ -41,10 +48,15 @@ import yaml
 
 from proxy.secret import MASK, Secret
 from proxy.settings import (
+    DEFAULT_PROFILE,
+    IDEMPOTENT_METHODS,
     REGIONS,
     AwsSettings,
     ListenSettings,
     LwaSettings,
+    Profile,
+    RateLimitSettings,
+    RdtSettings,
     Settings,
     UpstreamSettings,
 )
@@ -168,6 +180,17 @@ def _check_token_headers(value: tuple[str, ...]) -> tuple[str, ...]:
     return headers
 
 
+_METHOD = re.compile(r"[A-Z]+\Z")
+
+
+def _check_methods(value: tuple[str, ...]) -> tuple[str, ...]:
+    methods = tuple(dict.fromkeys(m.upper() for m in value))  # dedupe, keep order
+    for method in methods:
+        if not _METHOD.match(method):
+            raise _Invalid(f"{method!r} is not an HTTP method name (letters only, like GET)")
+    return methods
+
+
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/\S+\Z")
 _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}\Z")
 
@@ -238,7 +261,28 @@ SCHEMA: dict[str, Section] = {
         optional=True,
         opt_in_env=("SPAPI_ROLE_ARN",),
     ),
+    "rdt": Section(
+        RdtSettings,
+        {
+            "enabled": Key("bool", True),
+            "max_cached": Key("int", 10_000, check=_check_positive),
+        },
+    ),
+    "rate_limits": Section(
+        RateLimitSettings,
+        {
+            "enabled": Key("bool", True),
+            "max_wait_s": Key("float", 10.0, check=_check_not_negative),
+            "retries": Key("int", 2, check=_check_not_negative),
+            "retry_methods": Key("list", IDEMPOTENT_METHODS, check=_check_methods),
+        },
+    ),
 }
+
+# The top-level key holding named profiles, and the sections a profile may set; the other
+# sections (listen, rdt, rate_limits) are proxy-wide.
+PROFILES = "profiles"
+PROFILE_SECTIONS = ("upstream", "lwa", "aws")
 
 
 def env_name(section: str, key: str) -> str:
@@ -256,7 +300,7 @@ def config_path_from(cli_value: str | None, environ: Mapping[str, str]) -> str |
 
 def load_settings(path: str | None, environ: Mapping[str, str]) -> Settings:
     """Build Settings from the file at `path` (optional) and `environ`; raise ConfigError."""
-    given = _file_sections(_read_yaml(path), path) if path else {}
+    given, profiles = _file_sections(path) if path else ({}, {})
     overrides = _env_overrides(environ)
     sections: dict[str, Any] = {}
     for name, spec in SCHEMA.items():
@@ -267,9 +311,11 @@ def load_settings(path: str | None, environ: Mapping[str, str]) -> Settings:
         else:
             sections[name] = None
     settings = Settings(**sections)
-    _check_aws_keys(settings.aws)
+    _check_aws_keys(settings.aws, "aws")
     check_exposure(settings.listen)
-    return settings
+    default = settings.default_profile
+    named = tuple(_build_profile(name, body, default, environ) for name, body in profiles.items())
+    return dataclasses.replace(settings, profiles=named)
 
 
 def check_exposure(listen: ListenSettings) -> None:
@@ -285,21 +331,26 @@ def check_exposure(listen: ListenSettings) -> None:
 
 
 def render_masked(settings: Settings) -> str:
-    """The effective config as YAML, every secret shown as `***`, for `check-config`."""
-    doc: dict[str, dict[str, object]] = {}
-    for name, spec in SCHEMA.items():
-        section = getattr(settings, name)
-        if section is not None:
-            doc[name] = {key: _plain(getattr(section, key)) for key in spec.keys}
+    """The effective config as YAML, every secret shown as `***`, for `check-config`.
+
+    Each profile is shown fully resolved (inherited keys included), so the output loads back.
+    """
+    doc: dict[str, object] = {
+        name: _render_section(name, getattr(settings, name))
+        for name in SCHEMA
+        if getattr(settings, name) is not None
+    }
+    doc[PROFILES] = {
+        profile.name: {
+            name: _render_section(name, getattr(profile, name)) for name in PROFILE_SECTIONS
+        }
+        for profile in settings.profiles
+    }
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
     if settings.aws is None:
         text += "# aws: not set, so requests carry the LWA token only (no SigV4 signature)\n"
-    upstream = settings.upstream
-    signing = "on" if settings.aws else "off"
-    return text + (
-        f"# upstream: {upstream.base_url} "
-        f"(SigV4 region {upstream.signing_region}; signing: {signing})\n"
-    )
+    text += _upstream_note("upstream", settings.default_profile)
+    return text + "".join(_upstream_note(f"profile {p.name}", p) for p in settings.profiles)
 
 
 def file_mode_warning(path: str, settings: Settings) -> str | None:
@@ -361,29 +412,57 @@ def _read_yaml(path: str) -> object:
         loader.dispose()
 
 
-def _file_sections(raw: object, path: str) -> dict[str, dict[str, object] | None]:
-    """Check the file's shape and names; map each section it sets to its keys (None = null)."""
+# section -> its keys as written (None for a section written as null)
+RawSections = dict[str, dict[str, object] | None]
+
+
+def _file_sections(path: str) -> tuple[RawSections, dict[str, RawSections]]:
+    """Read the file and check its shape and names: its sections, and each profile's sections."""
+    raw = _read_yaml(path)
     if raw is None:
-        return {}
+        return {}, {}
     if not isinstance(raw, dict):
-        raise ConfigError(path, f"the file must be a mapping of sections ({', '.join(SCHEMA)})")
-    sections: dict[str, dict[str, object] | None] = {}
+        known = ", ".join([*SCHEMA, PROFILES])
+        raise ConfigError(path, f"the file must be a mapping of sections ({known})")
+    top = {name: body for name, body in raw.items() if name != PROFILES}
+    return _sections(top, "", SCHEMA), _file_profiles(raw.get(PROFILES))
+
+
+def _sections(raw: Mapping[Any, object], where: str, allowed: Collection[str]) -> RawSections:
+    """Check the section and key names in `raw`, found at `where` ("" or "profiles.NAME")."""
+    prefix = f"{where}." if where else ""
+    sections: RawSections = {}
     for name, body in raw.items():
-        spec = SCHEMA.get(str(name)) or _unknown(str(name), SCHEMA, "")
+        dotted = f"{prefix}{name}"
+        if str(name) not in allowed:
+            _unknown_section(dotted, prefix, allowed)
+        spec = SCHEMA[str(name)]
         if body is not None and not isinstance(body, dict):
-            raise ConfigError(str(name), f"must be a mapping of keys, got {_type_name(body)}")
+            raise ConfigError(dotted, f"must be a mapping of keys, got {_type_name(body)}")
         for key in body or {}:
             if str(key) not in spec.keys:
-                _unknown(f"{name}.{key}", spec.keys, f"{name}.")
+                _unknown(f"{dotted}.{key}", spec.keys, f"{dotted}.", "key")
         sections[str(name)] = None if body is None else {str(k): v for k, v in body.items()}
     return sections
 
 
-def _unknown(dotted: str, known: Mapping[str, object], prefix: str) -> NoReturn:
+def _unknown_section(dotted: str, prefix: str, allowed: Collection[str]) -> NoReturn:
+    name = dotted.removeprefix(prefix)
+    if not prefix:
+        _unknown(dotted, [*allowed, PROFILES], prefix, "section")
+    if name in SCHEMA:
+        raise ConfigError(
+            dotted,
+            f"{name} is proxy-wide: set it at the top level (a profile sets only "
+            f"{', '.join(allowed)})",
+        )
+    _unknown(dotted, allowed, prefix, "section")
+
+
+def _unknown(dotted: str, known: Collection[str], prefix: str, what: str) -> NoReturn:
     name = dotted.removeprefix(prefix)
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
-    what = "key" if prefix else "section"
     raise ConfigError(dotted, f"unknown {what}{hint} (known: {', '.join(known)})")
 
 
@@ -397,6 +476,10 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     for var in sorted(environ):
         if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV:
             continue
+        if var.startswith(f"{ENV_PREFIX}{PROFILES.upper()}_"):
+            raise ConfigError(
+                var, "profiles come from the config file only (a profile's values may use ${VAR})"
+            )
         if var not in table:
             close = difflib.get_close_matches(var, list(table), n=1, cutoff=0.8)
             hint = f"; did you mean {close[0]}?" if close else ""
@@ -433,12 +516,27 @@ def _build_section(
     env_values: Mapping[str, str],
     environ: Mapping[str, str],
 ) -> Any:
-    values: dict[str, object] = {}
-    for key, key_spec in spec.keys.items():
-        raw = env_values.get(key, file_values.get(key, key_spec.default))
-        source = env_name(name, key) if key in env_values else None
-        values[key] = _build_value(f"{name}.{key}", key_spec, raw, environ, source)
-    return spec.build(**values)
+    raw = {
+        key: env_values.get(key, file_values.get(key, key_spec.default))
+        for key, key_spec in spec.keys.items()
+    }
+    sources = {key: env_name(name, key) for key in env_values}
+    return spec.build(**_build_values(name, spec, raw, environ, sources))
+
+
+def _build_values(
+    where: str,
+    spec: Section,
+    raw: Mapping[str, object],
+    environ: Mapping[str, str],
+    sources: Mapping[str, str] | None = None,
+) -> dict[str, object]:
+    """Each key of `raw` interpolated, converted and checked; errors name `where.key`."""
+    sources = sources or {}
+    return {
+        key: _build_value(f"{where}.{key}", spec.keys[key], value, environ, sources.get(key))
+        for key, value in raw.items()
+    }
 
 
 def _build_value(
@@ -602,21 +700,121 @@ def _read_secret_file(path: str) -> str:
     return content.removesuffix("\n").removesuffix("\r")
 
 
+# --- profiles ---------------------------------------------------------------------------------
+
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+# Keys that only work together: a profile that changes one must give the other, or it would
+# pair its own client id with the top-level client secret (LWA then says invalid_client).
+_PAIRS = {"lwa": ("client_id", "client_secret"), "aws": ("access_key_id", "secret_access_key")}
+
+
+def _file_profiles(raw: object) -> dict[str, RawSections]:
+    """Check `profiles:` (names, then each profile's sections and keys); name -> sections."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            PROFILES, f"must be a mapping of names to profiles, got {_type_name(raw)}"
+        )
+    profiles: dict[str, RawSections] = {}
+    for name, body in raw.items():
+        where = _check_profile_name(name, profiles)
+        if body is not None and not isinstance(body, dict):
+            allowed = ", ".join(PROFILE_SECTIONS)
+            raise ConfigError(where, f"must be a mapping of {allowed}, got {_type_name(body)}")
+        profiles[name] = _sections(body or {}, where, PROFILE_SECTIONS)
+    return profiles
+
+
+def _check_profile_name(name: object, seen: Collection[str]) -> str:
+    where = f"{PROFILES}.{name}"
+    if not isinstance(name, str) or not _PROFILE_NAME.match(name):
+        raise ConfigError(
+            where,
+            "a profile name is 1-64 letters, digits, _ or - (quote a name that YAML would read "
+            "as a number or a boolean)",
+        )
+    if name.lower() == DEFAULT_PROFILE:
+        raise ConfigError(
+            where, "the name 'default' is reserved for the top-level upstream, lwa and aws"
+        )
+    same = [other for other in seen if other.lower() == name.lower()]
+    if same:
+        raise ConfigError(where, f"differs from profile {same[0]!r} only in letter case")
+    return where
+
+
+def _build_profile(
+    name: str, body: RawSections, default: Profile, environ: Mapping[str, str]
+) -> Profile:
+    """The default profile with the sections and keys that `body` gives replaced."""
+    where = f"{PROFILES}.{name}"
+    sections: dict[str, Any] = {}
+    for section in PROFILE_SECTIONS:
+        inherited, given = getattr(default, section), body.get(section)
+        if given is not None:
+            sections[section] = _inherit(f"{where}.{section}", section, inherited, given, environ)
+        elif section == "aws" and section in body:
+            sections[section] = None  # `aws: null`: no signing for this profile
+        else:
+            sections[section] = inherited  # not given, or `upstream: null` / `lwa: null`
+    profile = Profile(name, **sections)
+    _check_aws_keys(profile.aws, f"{where}.aws")
+    return profile
+
+
+def _inherit(
+    where: str,
+    section: str,
+    inherited: Any,
+    given: Mapping[str, object],
+    environ: Mapping[str, str],
+) -> Any:
+    spec = SCHEMA[section]
+    if inherited is None:  # aws given in a profile while off at the top level: its defaults
+        raw = {key: given.get(key, key_spec.default) for key, key_spec in spec.keys.items()}
+        return spec.build(**_build_values(where, spec, raw, environ))
+    own = _build_values(where, spec, given, environ)
+    pair = _PAIRS.get(section, ())
+    for changed, other in zip(pair, reversed(pair), strict=True):
+        if changed in own and other not in own and own[changed] != getattr(inherited, changed):
+            raise ConfigError(
+                f"{where}.{other}",
+                f"{where}.{changed} is not the inherited {section}.{changed}, so set "
+                f"{where}.{other} too: the two only work together",
+            )
+    return dataclasses.replace(inherited, **own)
+
+
 # --- cross-key checks and rendering -----------------------------------------------------------
 
 
-def _check_aws_keys(aws: AwsSettings | None) -> None:
+def _check_aws_keys(aws: AwsSettings | None, where: str) -> None:
     if aws is None or bool(aws.access_key_id) == bool(aws.secret_access_key):
         return
     given, missing = (
-        ("aws.access_key_id", "aws.secret_access_key")
+        (f"{where}.access_key_id", f"{where}.secret_access_key")
         if aws.access_key_id
-        else ("aws.secret_access_key", "aws.access_key_id")
+        else (f"{where}.secret_access_key", f"{where}.access_key_id")
     )
     raise ConfigError(
         missing,
         f"{given} is set but {missing} is not; set both, or neither to use "
         "botocore's default credential chain",
+    )
+
+
+def _render_section(name: str, section: object | None) -> dict[str, object] | None:
+    if section is None:
+        return None
+    return {key: _plain(getattr(section, key)) for key in SCHEMA[name].keys}
+
+
+def _upstream_note(label: str, profile: Profile) -> str:
+    upstream, signing = profile.upstream, "on" if profile.aws else "off"
+    return (
+        f"# {label}: {upstream.base_url} "
+        f"(SigV4 region {upstream.signing_region}; signing: {signing})\n"
     )
 
 
@@ -630,18 +828,24 @@ def _plain(value: object) -> object:
 
 def _literal_secret_keys(path: str, settings: Settings) -> list[str]:
     try:
-        raw = _file_sections(_read_yaml(path), path)
+        sections, profiles = _file_sections(path)
     except ConfigError:
         return []
-    found = []
-    for name, spec in SCHEMA.items():
-        body = raw.get(name) or {}
-        if getattr(settings, name) is None:
-            continue  # a section not in effect
-        for key, key_spec in spec.keys.items():
-            if key_spec.secret and _is_literal(body.get(key)):
-                found.append(f"{name}.{key}")
+    # A section not in effect (top-level aws off) holds nothing that is used.
+    in_effect = {n: body for n, body in sections.items() if getattr(settings, n) is not None}
+    found = _literal_secrets("", in_effect)
+    for name, body in profiles.items():
+        found += _literal_secrets(f"{PROFILES}.{name}.", body)
     return found
+
+
+def _literal_secrets(prefix: str, sections: RawSections) -> list[str]:
+    return [
+        f"{prefix}{name}.{key}"
+        for name, body in sections.items()
+        for key, value in (body or {}).items()
+        if SCHEMA[name].keys[key].secret and _is_literal(value)
+    ]
 
 
 def _is_literal(raw: object) -> bool:

@@ -23,7 +23,15 @@ from proxy.config import (
     render_masked,
 )
 from proxy.secret import Secret
-from proxy.settings import ListenSettings, Settings
+from proxy.settings import (
+    IDEMPOTENT_METHODS,
+    AwsSettings,
+    ListenSettings,
+    Profile,
+    RateLimitSettings,
+    RdtSettings,
+    Settings,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"
@@ -33,7 +41,18 @@ CLIENT_SECRET = "amzn1.oa2-cs.v1.LEAKCHECK-client-secret-7f3a"
 REFRESH_TOKEN = "Atzr|LEAKCHECK-refresh-token-91bd"
 AWS_SECRET = "LEAKCHECK/aws+secret/key/0c2e"
 AUTH_TOKEN = "LEAKCHECK-auth-token-55aa"
-SECRETS = (CLIENT_SECRET, REFRESH_TOKEN, AWS_SECRET, AUTH_TOKEN)
+EU_REFRESH_TOKEN = "Atzr|LEAKCHECK-eu-refresh-token-3c1d"
+EU_CLIENT_SECRET = "amzn1.oa2-cs.v1.LEAKCHECK-eu-client-secret-e4e4"
+EU_AWS_SECRET = "LEAKCHECK/eu+aws/secret/8b8b"
+SECRETS = (
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    AWS_SECRET,
+    AUTH_TOKEN,
+    EU_REFRESH_TOKEN,
+    EU_CLIENT_SECRET,
+    EU_AWS_SECRET,
+)
 
 LWA_ENV = {
     "LWA_CLIENT_ID": "amzn1.application-oa2-client.abc",
@@ -90,6 +109,15 @@ def test_defaults_match_the_product_contract() -> None:
     assert lwa.token_headers == ("x-amz-access-token",)
     assert lwa.timeout_s == 10.0
     assert settings.aws is None
+    assert settings.rdt == RdtSettings(enabled=True, max_cached=10_000)
+    assert settings.rate_limits == RateLimitSettings(
+        enabled=True,
+        max_wait_s=10.0,
+        retries=2,
+        retry_methods=("GET", "HEAD", "PUT", "DELETE", "OPTIONS"),
+    )
+    assert settings.profiles == ()
+    assert list(settings.all_profiles) == ["default"]
 
 
 def test_schema_has_exactly_the_dataclass_fields_with_the_same_defaults() -> None:
@@ -368,6 +396,387 @@ def test_secret_key_without_access_key_names_both(tmp_path: Path) -> None:
     assert "aws.secret_access_key" in message
 
 
+# --- rdt and rate_limits ----------------------------------------------------------------------
+
+
+def test_rdt_and_rate_limits_from_the_file(tmp_path: Path) -> None:
+    text = (
+        "rdt:\n  enabled: false\n  max_cached: 1\n"
+        "rate_limits:\n  max_wait_s: 0\n  retries: 0\n  retry_methods: [get, Patch, GET]\n"
+    )
+
+    settings = load(tmp_path, text)
+
+    assert settings.rdt == RdtSettings(enabled=False, max_cached=1)
+    assert settings.rate_limits == RateLimitSettings(
+        enabled=True, max_wait_s=0.0, retries=0, retry_methods=("GET", "PATCH")
+    )
+
+
+def test_rdt_and_rate_limits_from_variables(tmp_path: Path) -> None:
+    env = {
+        "SPAPI_PROXY_RDT_ENABLED": "off",
+        "SPAPI_PROXY_RDT_MAX_CACHED": "500",
+        "SPAPI_PROXY_RATE_LIMITS_ENABLED": "no",
+        "SPAPI_PROXY_RATE_LIMITS_MAX_WAIT_S": "2.5",
+        "SPAPI_PROXY_RATE_LIMITS_RETRIES": "5",
+        "SPAPI_PROXY_RATE_LIMITS_RETRY_METHODS": "get, post,GET ",
+    }
+
+    settings = load(tmp_path, "rdt:\n  max_cached: 7\nrate_limits:\n  retries: 1\n", env)
+
+    assert settings.rdt == RdtSettings(enabled=False, max_cached=500)
+    assert settings.rate_limits == RateLimitSettings(
+        enabled=False, max_wait_s=2.5, retries=5, retry_methods=("GET", "POST")
+    )
+
+
+def test_empty_retry_methods_retry_nothing(tmp_path: Path) -> None:
+    settings = load(tmp_path, "rate_limits:\n  retry_methods: []\n")
+
+    assert settings.rate_limits.retry_methods == ()
+
+
+def test_null_rdt_and_rate_limits_sections_mean_defaults(tmp_path: Path) -> None:
+    settings = load(tmp_path, "rdt:\nrate_limits: {}\n")
+
+    assert settings.rdt == RdtSettings()
+    assert settings.rate_limits.retry_methods == IDEMPOTENT_METHODS
+
+
+def test_bad_rate_limit_variable_names_key_and_variable(tmp_path: Path) -> None:
+    message = error(tmp_path, env={"SPAPI_PROXY_RATE_LIMITS_RETRY_METHODS": "GET,P*ST"})
+
+    assert message.startswith("config error at rate_limits.retry_methods: 'P*ST' is not")
+    assert "set by SPAPI_PROXY_RATE_LIMITS_RETRY_METHODS" in message
+
+
+def test_variable_names_are_unambiguous() -> None:
+    # Section names with underscores (rate_limits) must not make two keys share a variable.
+    names = [env_name(section, key) for section, spec in SCHEMA.items() for key in spec.keys]
+
+    assert len(names) == len(set(names))
+    assert env_name("rate_limits", "max_wait_s") == "SPAPI_PROXY_RATE_LIMITS_MAX_WAIT_S"
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+TWO_PROFILES = """\
+upstream:
+  timeout_s: 12
+profiles:
+  eu:
+    upstream:
+      region: eu
+  seller2:
+    lwa:
+      refresh_token: ${SELLER2_REFRESH_TOKEN}
+"""
+
+
+def two_profiles(tmp_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Profile]:
+    settings = load(
+        tmp_path, TWO_PROFILES, {"SELLER2_REFRESH_TOKEN": EU_REFRESH_TOKEN, **(env or {})}
+    )
+    return settings.all_profiles
+
+
+def test_region_only_profile_keeps_the_top_level_credentials(tmp_path: Path) -> None:
+    profiles = two_profiles(tmp_path)
+    default, eu = profiles["default"], profiles["eu"]
+
+    assert eu.lwa == default.lwa
+    assert eu.aws is None
+    assert (eu.upstream.region, eu.upstream.sandbox, eu.upstream.timeout_s) == ("eu", True, 12.0)
+    assert eu.upstream.base_url == "https://sandbox.sellingpartnerapi-eu.amazon.com"
+    assert eu.upstream.signing_region == "eu-west-1"
+
+
+def test_refresh_token_only_profile_keeps_the_region(tmp_path: Path) -> None:
+    profiles = two_profiles(tmp_path)
+    default, seller2 = profiles["default"], profiles["seller2"]
+
+    assert seller2.upstream == default.upstream
+    assert seller2.lwa.refresh_token == Secret(EU_REFRESH_TOKEN)
+    assert seller2.lwa.client_id == default.lwa.client_id
+    assert seller2.lwa.client_secret == default.lwa.client_secret == Secret(CLIENT_SECRET)
+    assert default.lwa.refresh_token == Secret(REFRESH_TOKEN)
+
+
+def test_all_profiles_lists_default_then_named_in_file_order(tmp_path: Path) -> None:
+    text = "profiles:\n  zeta: {}\n  alpha:\n  Mid_1-x: {lwa: {}}\n"
+
+    settings = load(tmp_path, text)
+
+    assert [p.name for p in settings.profiles] == ["zeta", "alpha", "Mid_1-x"]
+    assert list(settings.all_profiles) == ["default", "zeta", "alpha", "Mid_1-x"]
+    assert settings.all_profiles["default"] == settings.default_profile
+    for profile in settings.profiles:  # an empty profile is the default one under another name
+        assert (profile.upstream, profile.lwa, profile.aws) == (
+            settings.upstream,
+            settings.lwa,
+            settings.aws,
+        )
+
+
+def test_variables_reach_profiles_but_a_profile_key_wins(tmp_path: Path) -> None:
+    text = "upstream:\n  timeout_s: 12\nprofiles:\n  eu:\n    upstream:\n      region: eu\n"
+    text += "  slow:\n    upstream:\n      timeout_s: 90\n"
+    env = {"SPAPI_PROXY_UPSTREAM_TIMEOUT_S": "5", "SPAPI_PROXY_UPSTREAM_REGION": "fe"}
+
+    profiles = load(tmp_path, text, env).all_profiles
+
+    assert (profiles["default"].upstream.region, profiles["default"].upstream.timeout_s) == (
+        "fe",
+        5,
+    )
+    assert (profiles["eu"].upstream.region, profiles["eu"].upstream.timeout_s) == ("eu", 5)
+    assert (profiles["slow"].upstream.region, profiles["slow"].upstream.timeout_s) == ("fe", 90)
+
+
+def test_profile_values_are_interpolated_converted_and_normalised(tmp_path: Path) -> None:
+    text = (
+        "profiles:\n  eu:\n    upstream:\n      region: EU\n      sandbox: ${EU_SANDBOX:-yes}\n"
+        "      endpoint: http://127.0.0.1:9001/\n"
+        "    lwa:\n      token_headers: [X-Amzn-Access-Token]\n"
+    )
+
+    eu = load(tmp_path, text, {"EU_SANDBOX": "off"}).all_profiles["eu"]
+
+    assert (eu.upstream.region, eu.upstream.sandbox) == ("eu", False)
+    assert eu.upstream.base_url == "http://127.0.0.1:9001"
+    assert eu.lwa.token_headers == ("x-amzn-access-token",)
+
+
+def test_null_in_a_profile_clears_an_inherited_optional_key(tmp_path: Path) -> None:
+    text = (
+        "upstream:\n  endpoint: http://127.0.0.1:9000\n  user_agent: mine/1\n"
+        "profiles:\n  real:\n    upstream:\n      endpoint: null\n      sandbox: false\n"
+    )
+
+    real = load(tmp_path, text).all_profiles["real"]
+
+    assert real.upstream.endpoint is None
+    assert real.upstream.base_url == "https://sellingpartnerapi-na.amazon.com"
+    assert real.upstream.user_agent == "mine/1"
+
+
+def test_null_upstream_or_lwa_in_a_profile_inherits_everything(tmp_path: Path) -> None:
+    settings = load(tmp_path, "profiles:\n  eu:\n    upstream:\n    lwa: null\n")
+
+    assert settings.profiles[0].upstream == settings.upstream
+    assert settings.profiles[0].lwa == settings.lwa
+
+
+AWS_TOP = (
+    f"aws:\n  access_key_id: AKIATOP\n  secret_access_key: {AWS_SECRET}\n  role_arn: {{ROLE}}\n"
+)
+
+
+def test_profile_aws_inherits_or_turns_signing_off(tmp_path: Path) -> None:
+    other_role = "arn:aws:iam::210987654321:role/Other"
+    text = AWS_TOP.format(ROLE=ROLE) + (
+        "profiles:\n  same: {}\n  unsigned:\n    aws: null\n  blank:\n    aws:\n"
+        f"  other:\n    aws:\n      role_arn: {other_role}\n"
+    )
+
+    settings = load(tmp_path, text)
+    profiles = settings.all_profiles
+
+    assert settings.aws is not None
+    assert profiles["same"].aws == settings.aws
+    assert profiles["unsigned"].aws is None
+    assert profiles["blank"].aws is None  # `aws:` with nothing after it is null too
+    other = profiles["other"].aws
+    assert other == dataclasses.replace(settings.aws, role_arn=other_role)
+
+
+def test_profile_aws_turns_signing_on_with_the_aws_defaults(tmp_path: Path) -> None:
+    env = {"AWS_ACCESS_KEY_ID": "AKIAAMBIENT", "AWS_SECRET_ACCESS_KEY": AWS_SECRET}
+    text = f"profiles:\n  signed:\n    aws: {{}}\n  role:\n    aws:\n      role_arn: {ROLE}\n"
+
+    settings = load(tmp_path, text, env)
+
+    assert settings.aws is None
+    assert settings.all_profiles["signed"].aws == AwsSettings(
+        access_key_id="AKIAAMBIENT", secret_access_key=Secret(AWS_SECRET)
+    )
+    role = settings.all_profiles["role"].aws
+    assert role is not None
+    assert (role.role_arn, role.role_session_name, role.timeout_s) == (ROLE, "spapi-proxy", 10.0)
+
+
+@pytest.mark.parametrize("name", ["default", "Default", "DEFAULT"])
+def test_the_default_profile_name_is_reserved(tmp_path: Path, name: str) -> None:
+    message = error(tmp_path, f"profiles:\n  {name}:\n    upstream:\n      region: eu\n")
+
+    assert message.startswith(f"config error at profiles.{name}: the name 'default' is reserved")
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("'eu west'", "profiles.eu west"),
+        ("'eu.west'", "profiles.eu.west"),
+        ("''", "profiles."),
+        ("x" * 65, "profiles." + "x" * 65),
+        ("'é'", "profiles.é"),
+        ("1", "profiles.1"),
+        ("yes", "profiles.True"),
+        ("null", "profiles.None"),
+    ],
+)
+def test_bad_profile_names_are_refused(tmp_path: Path, name: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, f"profiles:\n  {name}: {{}}\n")
+
+    assert info.value.key == key
+    assert "1-64 letters, digits, _ or -" in info.value.message
+
+
+def test_quoted_numeric_profile_name_is_accepted(tmp_path: Path) -> None:
+    assert load(tmp_path, "profiles:\n  '1': {}\n").profiles[0].name == "1"
+
+
+def test_profile_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    message = error(tmp_path, "profiles:\n  eu: {}\n  EU: {}\n")
+
+    assert message.startswith("config error at profiles.EU: differs from profile 'eu' only")
+
+
+def test_duplicate_profile_name_is_refused(tmp_path: Path) -> None:
+    assert "duplicate key on line 3" in error(tmp_path, "profiles:\n  eu: {}\n  eu: {}\n")
+
+
+def test_unknown_key_in_a_profile_names_the_full_key_and_suggests(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, "profiles:\n  eu:\n    upstream:\n      regoin: eu\n")
+
+    assert info.value.key == "profiles.eu.upstream.regoin"
+    assert "unknown key; did you mean profiles.eu.upstream.region?" in info.value.message
+
+
+def test_unknown_section_in_a_profile_suggests(tmp_path: Path) -> None:
+    message = error(tmp_path, "profiles:\n  eu:\n    upstram: {}\n")
+
+    assert message.startswith(
+        "config error at profiles.eu.upstram: unknown section; did you mean profiles.eu.upstream?"
+    )
+
+
+@pytest.mark.parametrize("section", ["listen", "rdt", "rate_limits"])
+def test_proxy_wide_sections_are_refused_in_a_profile(tmp_path: Path, section: str) -> None:
+    message = error(tmp_path, f"profiles:\n  eu:\n    {section}: {{}}\n")
+
+    assert message.startswith(f"config error at profiles.eu.{section}: {section} is proxy-wide")
+
+
+def test_misspelt_profiles_section_suggests_profiles(tmp_path: Path) -> None:
+    assert "did you mean profiles?" in error(tmp_path, "profile:\n  eu: {}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("profiles: [eu]\n", "profiles", "mapping of names to profiles, got a list"),
+        ("profiles:\n  eu: 5\n", "profiles.eu", "mapping of upstream, lwa, aws, got int"),
+        ("profiles:\n  eu:\n    lwa: [x]\n", "profiles.eu.lwa", "mapping of keys, got a list"),
+        (
+            "profiles:\n  eu:\n    upstream:\n      region: us\n",
+            "profiles.eu.upstream.region",
+            "na, eu, fe",
+        ),
+        (
+            "profiles:\n  eu:\n    upstream:\n      port: 1\n",
+            "profiles.eu.upstream.port",
+            "unknown",
+        ),
+        ("profiles:\n  eu:\n    lwa:\n      timeout_s: 0\n", "profiles.eu.lwa.timeout_s", "than 0"),
+        ("profiles:\n  eu:\n    lwa:\n      client_id:\n", "profiles.eu.lwa.client_id", "be set"),
+        ("profiles:\n  eu:\n    aws:\n      role_arn: x\n", "profiles.eu.aws.role_arn", "IAM role"),
+    ],
+)
+def test_bad_profile_shapes_and_values_name_the_full_key(
+    tmp_path: Path, text: str, key: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+
+    assert info.value.key == key
+    assert fragment in info.value.message
+
+
+def test_unset_variable_in_a_profile_names_the_key_and_variable(tmp_path: Path) -> None:
+    text = "profiles:\n  eu:\n    lwa:\n      refresh_token: ${EU_LWA_REFRESH_TOKEN}\n"
+
+    message = error(tmp_path, text)
+
+    assert message == (
+        "config error at profiles.eu.lwa.refresh_token: environment variable "
+        "EU_LWA_REFRESH_TOKEN is not set (use ${EU_LWA_REFRESH_TOKEN:-default} for a default)"
+    )
+
+
+def test_profiles_have_no_variables(tmp_path: Path) -> None:
+    message = error(tmp_path, env={"SPAPI_PROXY_PROFILES_EU_UPSTREAM_REGION": "eu"})
+
+    assert message.startswith(
+        "config error at SPAPI_PROXY_PROFILES_EU_UPSTREAM_REGION: profiles come from the config "
+        "file only"
+    )
+
+
+@pytest.mark.parametrize(
+    ("own", "missing"),
+    [
+        ("lwa:\n      client_id: amzn1.application-oa2-client.other", "client_secret"),
+        (f"lwa:\n      client_secret: {EU_CLIENT_SECRET}", "client_id"),
+        ("aws:\n      access_key_id: AKIAOTHER", "secret_access_key"),
+        (f"aws:\n      secret_access_key: {EU_AWS_SECRET}", "access_key_id"),
+    ],
+)
+def test_a_profile_changing_half_a_credential_pair_must_give_both(
+    tmp_path: Path, own: str, missing: str
+) -> None:
+    text = AWS_TOP.format(ROLE=ROLE) + f"profiles:\n  eu:\n    {own}\n"
+
+    message = error(tmp_path, text)
+
+    section = own.partition(":")[0]
+    assert message.startswith(f"config error at profiles.eu.{section}.{missing}: ")
+    assert "only work together" in message
+
+
+def test_a_profile_repeating_half_a_pair_unchanged_is_fine(tmp_path: Path) -> None:
+    text = "profiles:\n  eu:\n    lwa:\n      client_id: ${LWA_CLIENT_ID}\n"
+
+    settings = load(tmp_path, text)
+
+    assert settings.profiles[0].lwa == settings.lwa
+
+
+def test_a_profile_giving_both_halves_of_a_pair_is_fine(tmp_path: Path) -> None:
+    text = AWS_TOP.format(ROLE=ROLE) + (
+        "profiles:\n  eu:\n    lwa:\n      client_id: other\n      client_secret: ${EU_SECRET}\n"
+        "    aws:\n      access_key_id: AKIAEU\n      secret_access_key: ${EU_AWS}\n"
+    )
+
+    eu = load(tmp_path, text, {"EU_SECRET": EU_CLIENT_SECRET, "EU_AWS": EU_AWS_SECRET}).profiles[0]
+
+    assert (eu.lwa.client_id, eu.lwa.client_secret) == ("other", Secret(EU_CLIENT_SECRET))
+    assert eu.lwa.refresh_token == Secret(REFRESH_TOKEN)
+    assert eu.aws is not None
+    assert (eu.aws.access_key_id, eu.aws.secret_access_key) == ("AKIAEU", Secret(EU_AWS_SECRET))
+    assert eu.aws.role_arn == ROLE
+
+
+def test_profile_aws_turned_on_with_half_a_key_pair_names_both(tmp_path: Path) -> None:
+    message = error(tmp_path, "profiles:\n  eu:\n    aws:\n      access_key_id: AKIAEU\n")
+
+    assert message.startswith("config error at profiles.eu.aws.secret_access_key:")
+    assert "profiles.eu.aws.access_key_id is set" in message
+
+
 # --- unknown keys and wrong shapes ------------------------------------------------------------
 
 
@@ -454,6 +863,17 @@ def test_yaml_syntax_error_shows_position_not_content(tmp_path: Path) -> None:
         ("aws:\n  role_arn: arn:aws:iam::1:user/me\n", "aws.role_arn", "IAM role ARN"),
         ("aws:\n  role_session_name: a b\n", "aws.role_session_name", "2-64"),
         ("aws:\n  sts_endpoint: localhost\n", "aws.sts_endpoint", "http(s)://"),
+        ("rdt:\n  enabled: sometimes\n", "rdt.enabled", "true or false"),
+        ("rdt:\n  max_cached: 0\n", "rdt.max_cached", "greater than 0"),
+        ("rdt:\n  max_cached: many\n", "rdt.max_cached", "whole number"),
+        ("rate_limits:\n  max_wait_s: -0.5\n", "rate_limits.max_wait_s", "0 or more"),
+        ("rate_limits:\n  max_wait_s: .inf\n", "rate_limits.max_wait_s", "expected a number"),
+        ("rate_limits:\n  retries: -1\n", "rate_limits.retries", "0 or more"),
+        ("rate_limits:\n  retries: 1.5\n", "rate_limits.retries", "whole number"),
+        ("rate_limits:\n  retry_methods: [GET, 'P OST']\n", "rate_limits.retry_methods", "'P OST'"),
+        ("rate_limits:\n  retry_methods: [GET, 7]\n", "rate_limits.retry_methods", "'7'"),
+        ("rate_limits:\n  retry_methods: [x-get]\n", "rate_limits.retry_methods", "letters"),
+        ("rate_limits:\n  retry_methods: {a: 1}\n", "rate_limits.retry_methods", "a list"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_key(
@@ -552,6 +972,82 @@ def test_errors_on_secret_keys_do_not_show_the_value(tmp_path: Path, text: str) 
     error(tmp_path, text)  # `error` asserts that no secret is in the message
 
 
+def profile_secret_settings(tmp_path: Path) -> Settings:
+    text = (
+        "profiles:\n  eu:\n    upstream:\n      region: eu\n"
+        f"    lwa:\n      refresh_token: {EU_REFRESH_TOKEN}\n"
+        f"      client_id: eu-app\n      client_secret: {EU_CLIENT_SECRET}\n"
+        f"    aws:\n      access_key_id: AKIAEU\n      secret_access_key: {EU_AWS_SECRET}\n"
+        "  unsigned:\n    aws: null\n"
+    )
+    return load(tmp_path, text)
+
+
+def test_profile_secrets_are_absent_from_repr_and_render_masked(tmp_path: Path) -> None:
+    settings = profile_secret_settings(tmp_path)
+    eu = settings.all_profiles["eu"]
+
+    assert eu.lwa.refresh_token.reveal() == EU_REFRESH_TOKEN
+    assert eu.aws is not None
+    assert eu.aws.secret_access_key == Secret(EU_AWS_SECRET)
+    for text in (repr(settings), str(settings.all_profiles), f"{eu}", render_masked(settings)):
+        assert not any(secret in text for secret in SECRETS), text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"lwa:\n      refresh_token: [{EU_REFRESH_TOKEN}]",
+        f"lwa:\n      client_secret: '{EU_CLIENT_SECRET}${{'",
+        f"lwa:\n      client_secret: {EU_CLIENT_SECRET}",  # the pair check names keys only
+        f"aws:\n      secret_access_key: {EU_AWS_SECRET}",
+        f"aws:\n      secret_access_key: {{x: {EU_AWS_SECRET}}}",
+        f"lwa:\n      refresh_token: ${{{EU_REFRESH_TOKEN}}}",
+    ],
+)
+def test_errors_on_secret_keys_in_profiles_do_not_show_the_value(tmp_path: Path, body: str) -> None:
+    error(tmp_path, f"profiles:\n  eu:\n    {body}\n")  # `error` asserts that no secret is shown
+
+
+def test_render_masked_shows_profiles_fully_resolved(tmp_path: Path) -> None:
+    text = render_masked(profile_secret_settings(tmp_path))
+    doc: dict[str, Any] = yaml.safe_load(text)
+
+    eu = doc["profiles"]["eu"]
+    assert list(doc["profiles"]) == ["eu", "unsigned"]
+    assert {name: list(body) for name, body in eu.items()} == {
+        name: list(SCHEMA[name].keys) for name in ("upstream", "lwa", "aws")
+    }
+    assert eu["upstream"]["region"] == "eu"
+    assert eu["upstream"]["timeout_s"] == 30.0  # inherited, shown
+    assert eu["lwa"]["client_id"] == "eu-app"
+    assert eu["lwa"]["refresh_token"] == eu["lwa"]["client_secret"] == "***"
+    assert eu["aws"]["secret_access_key"] == "***"
+    assert doc["profiles"]["unsigned"]["aws"] is None
+    assert doc["rdt"] == {"enabled": True, "max_cached": 10000}
+    assert doc["rate_limits"]["retry_methods"] == ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
+    assert text.endswith(
+        "# upstream: https://sandbox.sellingpartnerapi-na.amazon.com "
+        "(SigV4 region us-east-1; signing: off)\n"
+        "# profile eu: https://sandbox.sellingpartnerapi-eu.amazon.com "
+        "(SigV4 region eu-west-1; signing: on)\n"
+        "# profile unsigned: https://sandbox.sellingpartnerapi-na.amazon.com "
+        "(SigV4 region us-east-1; signing: off)\n"
+    )
+
+
+def test_render_masked_with_profiles_loads_back(tmp_path: Path) -> None:
+    original = profile_secret_settings(tmp_path)
+
+    reloaded = load(tmp_path, render_masked(original))
+
+    assert [p.name for p in reloaded.profiles] == ["eu", "unsigned"]
+    for before, after in zip(original.profiles, reloaded.profiles, strict=True):
+        assert after.upstream == before.upstream
+        assert after.lwa.client_id == before.lwa.client_id
+        assert (after.aws is None) == (before.aws is None)
+
+
 def test_render_masked_hides_secrets_and_parses(tmp_path: Path) -> None:
     text = render_masked(secret_settings(tmp_path))
 
@@ -568,7 +1064,8 @@ def test_render_masked_uses_the_schema_key_names(tmp_path: Path) -> None:
     doc: dict[str, Any] = yaml.safe_load(render_masked(secret_settings(tmp_path)))
 
     assert {name: list(body) for name, body in doc.items()} == {
-        name: list(section.keys) for name, section in SCHEMA.items()
+        **{name: list(section.keys) for name, section in SCHEMA.items()},
+        "profiles": [],
     }
 
 
@@ -615,17 +1112,46 @@ def test_example_config_documents_every_key_and_variable() -> None:
             assert env_name(name, key) in text, env_name(name, key)
 
 
-def test_example_config_with_aws_uncommented_enables_signing(tmp_path: Path) -> None:
+def uncommented_example(tmp_path: Path, block: str) -> str:
+    """config.example.yaml with the commented-out `block:` (up to the next blank line) enabled."""
     lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
-    start = lines.index("# aws:")
-    uncommented = lines[:start] + [line.removeprefix("# ") for line in lines[start:]]
+    start = lines.index(f"# {block}:")
+    end = lines.index("", start) if "" in lines[start:] else len(lines)
+    enabled = [line.removeprefix("# ") for line in lines[start:end]]
+    return write(tmp_path, "\n".join(lines[:start] + enabled + lines[end:]) + "\n")
+
+
+def test_example_config_with_aws_uncommented_enables_signing(tmp_path: Path) -> None:
     env = {**LWA_ENV, "SPAPI_ROLE_ARN": ROLE}
 
-    settings = load_settings(write(tmp_path, "\n".join(uncommented)), env)
+    settings = load_settings(uncommented_example(tmp_path, "aws"), env)
 
     assert settings.aws is not None
     assert settings.aws.role_arn == ROLE
     assert settings.aws.access_key_id is None
+
+
+def test_example_config_with_profiles_uncommented_loads(tmp_path: Path) -> None:
+    env = {**LWA_ENV, "EU_LWA_REFRESH_TOKEN": EU_REFRESH_TOKEN}
+
+    settings = load_settings(uncommented_example(tmp_path, "profiles"), env)
+
+    assert settings.aws is None
+    assert list(settings.all_profiles) == ["default", "eu-sandbox", "production"]
+    eu, production = settings.profiles
+    assert (eu.upstream.region, eu.upstream.sandbox) == ("eu", True)
+    assert eu.lwa.refresh_token == Secret(EU_REFRESH_TOKEN)
+    assert eu.lwa.client_id == settings.lwa.client_id
+    assert production.upstream.base_url == "https://sellingpartnerapi-na.amazon.com"
+    assert production.upstream.timeout_s == 60.0
+    assert production.lwa == settings.lwa
+
+
+def test_example_config_with_profiles_uncommented_needs_the_eu_token(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(uncommented_example(tmp_path, "profiles"), LWA_ENV)
+
+    assert info.value.key == "profiles.eu-sandbox.lwa.refresh_token"
 
 
 # --- config path and file mode ----------------------------------------------------------------
@@ -665,9 +1191,25 @@ def test_fallback_inside_placeholder_counts_as_literal(tmp_path: Path) -> None:
     assert "lwa.refresh_token" in warning
 
 
+def test_literal_secret_in_a_profile_warns(tmp_path: Path) -> None:
+    text = (
+        "profiles:\n  eu:\n    lwa:\n      refresh_token: ${LWA_REFRESH_TOKEN}\n"
+        f"  us2:\n    lwa:\n      refresh_token: {EU_REFRESH_TOKEN}\n"
+    )
+
+    warning = mode_warning(tmp_path, text, 0o644)
+
+    assert warning is not None
+    assert "at profiles.us2.lwa.refresh_token;" in warning
+    assert "profiles.eu." not in warning
+    assert EU_REFRESH_TOKEN not in warning
+
+
 @pytest.mark.parametrize(
     ("text", "mode"),
     [
+        (f"profiles:\n  eu:\n    lwa:\n      refresh_token: {EU_REFRESH_TOKEN}\n", 0o600),
+        ("profiles:\n  eu:\n    lwa:\n      refresh_token: ${file:/run/secrets/eu}\n", 0o644),
         (f"lwa:\n  client_secret: {CLIENT_SECRET}\n", 0o600),
         ("lwa:\n  client_secret: ${LWA_CLIENT_SECRET}\n", 0o644),
         ("lwa:\n  client_secret: ${file:/run/secrets/x}${LWA_CLIENT_SECRET:-}\n", 0o644),

@@ -25,7 +25,7 @@ from proxy.settings import Settings
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("run", "demo", "emulator", "check-config")
+COMMANDS = ("run", "demo", "emulator", "check-config", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--config", metavar="FILE", help="YAML config (default: $SPAPI_PROXY_CONFIG)"
     )
+
+    doctor = commands.add_parser(
+        "doctor", help="check the config, each credential and one SP-API call; explain failures"
+    )
+    doctor.add_argument(
+        "--config", metavar="FILE", help="YAML config (default: $SPAPI_PROXY_CONFIG)"
+    )
+    # WARNING: the verdict lines are the output; the proxy's INFO lines would bury them.
+    doctor.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
     return parser
 
 
@@ -92,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(args)
     if args.command == "emulator":
         return emulator(args)
+    if args.command == "doctor":
+        return doctor(args)
     return run(args)
 
 
@@ -165,6 +176,14 @@ def run(args: argparse.Namespace) -> int:
     from proxy.workers import run_workers
 
     return run_workers(settings.listen.workers, serve)
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from proxy.doctor import doctor_main
+
+    redactor = Redactor()  # shared: log lines and verdict lines mask the same secrets
+    configure_logging(args.log_level, redactor)
+    return doctor_main(args.config, os.environ, redactor=redactor)
 
 
 def demo(args: argparse.Namespace) -> int:

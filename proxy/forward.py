@@ -13,6 +13,14 @@ import aiohttp
 from aiohttp import web
 
 from proxy.access import AccessTokens, Grant, wanted_from
+from proxy.diagnosis import (
+    BODY_HEAD_BYTES,
+    DIAGNOSED_STATUSES,
+    HINT_HEADER,
+    Exchange,
+    client_token_header_of,
+    hint_for,
+)
 from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge
 from proxy.headers import (
     combined_user_agent,
@@ -33,7 +41,7 @@ REJECTED_TOKEN_DETAILS = (
     "access token you provided has expired",
     "access token you provided is revoked, malformed or invalid",
 )
-MAX_ERROR_BODY_INSPECTED = 64 * 1024
+MAX_ERROR_BODY_INSPECTED = BODY_HEAD_BYTES
 RETRY_BASE_S = 1.0  # the official SDKs' 429 backoff: 1 s x 2^n plus jitter (FACTS.md §7)
 
 
@@ -80,7 +88,13 @@ class Forwarder:
                 upstream = await self._send_within_quota(outgoing, grant, op)
                 head = b""
         self._observe_rate_limit(op, upstream)
-        return await stream_back(request, upstream, head)
+        hint = None
+        if needs_diagnosis(upstream):
+            head = head or await read_head(upstream)
+            hint = hint_for(exchange_of(request, outgoing, op, grant, upstream, head))
+            if hint:
+                logger.warning("SP-API answered %d: %s", upstream.status, hint)
+        return await stream_back(request, upstream, head, {HINT_HEADER: hint} if hint else None)
 
     async def _outgoing(self, request: web.Request) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -131,6 +145,35 @@ class Forwarder:
         limit = upstream.headers.get("x-amzn-RateLimit-Limit")
         if limit and self._limiter is not None:
             self._limiter.observe_limit(quota_key(op), limit)
+
+
+def needs_diagnosis(upstream: aiohttp.ClientResponse) -> bool:
+    """Amazon's 401/403, and a 400 that came as an HTML page from its edge (FACTS.md §8)."""
+    if upstream.status == 400:
+        return "html" in upstream.headers.get("Content-Type", "").lower()
+    return upstream.status in DIAGNOSED_STATUSES
+
+
+def exchange_of(
+    request: web.Request,
+    outgoing: OutgoingRequest,
+    op: Operation | None,
+    grant: Grant,
+    upstream: aiohttp.ClientResponse,
+    head: bytes,
+) -> Exchange:
+    return Exchange(
+        method=outgoing.method,
+        path=outgoing.raw_path,
+        client_sent_body=request.body_exists,
+        client_token_header=client_token_header_of(request.headers.keys()),
+        token_kind=grant.kind,
+        operation_restricted=op is not None and op.restricted,
+        operation_grantless=op is not None and op.grantless_scope is not None,
+        status=upstream.status,
+        content_type=upstream.headers.get("Content-Type", ""),
+        body_head=head,
+    )
 
 
 def quota_key(op: Operation | None) -> Hashable:
@@ -217,14 +260,18 @@ def token_was_rejected(body: bytes) -> bool:
 
 
 async def stream_back(
-    request: web.Request, upstream: aiohttp.ClientResponse, head: bytes = b""
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    head: bytes = b"",
+    extra_headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Status, headers and body back to the client; `head` is body already read."""
     try:
+        headers = response_headers_to_return(upstream.headers.items())
+        if extra_headers:
+            headers.update(extra_headers)
         response = web.StreamResponse(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=response_headers_to_return(upstream.headers.items()),
+            status=upstream.status, reason=upstream.reason, headers=headers
         )
         await response.prepare(request)
         try:

@@ -7,13 +7,14 @@ import dataclasses
 import json
 import time
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.secret import Secret
-from proxy.settings import AwsSettings, Profile, RateLimitSettings
+from proxy.settings import AwsSettings, Profile, RateLimitSettings, RdtSettings
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,
@@ -212,3 +213,37 @@ async def test_two_profiles_reach_their_own_hosts_with_their_own_tokens(
     assert "/eu-west-1/execute-api/" in eu_request.header("authorization")[0]
     assert eu_request.header("x-spapi-profile") == []
     assert emulator_state(eu).lwa_calls["refresh_token"] == 1
+
+
+async def test_amazons_refusals_come_back_with_a_hint(
+    aiohttp_server: ServerFactory,
+    clock: FakeClock,
+    start_proxy: StartProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @web.middleware
+    async def edge_page(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/catalog/"):
+            page = "<html><body><h1>400 Bad Request</h1></body></html>"
+            return web.Response(status=400, text=page, content_type="text/html")
+        return await handler(request)
+
+    config = EmulatorConfig(clock=clock)
+    app = create_emulator_app(config)
+    app.middlewares.append(edge_page)
+    emulator = await aiohttp_server(app)
+    settings = settings_for(emulator, config)
+    no_rdt = dataclasses.replace(settings, rdt=RdtSettings(enabled=False))
+    proxy = await start_proxy(no_rdt)
+
+    address = await call(proxy.port, ADDRESS)
+    edge = await call(proxy.port, "/catalog/2022-04-01/items/B000000001")
+    fine = await call(proxy.port, ORDERS_TEST_CASE_200)
+
+    assert address.status == 403
+    assert "restricted data token" in (address.header("x-spapi-proxy-hint") or "")
+    assert edge.status == 400
+    assert "before SP-API" in (edge.header("x-spapi-proxy-hint") or "")
+    assert fine.header("x-spapi-proxy-hint") is None
+    assert address.header("x-spapi-proxy-error") is None  # still Amazon's own answer
+    assert "SP-API answered 403: This operation returns personal data" in caplog.text

@@ -7,7 +7,10 @@ import random
 import pytest
 
 from proxy.operations import Operation, OperationIndex
+from proxy.profiles import rate_limiter
 from proxy.ratelimit import RateLimiter, TokenBucket, backoff_delays
+from proxy.secret import Secret
+from proxy.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.support.clock import FakeClock
 
 INDEX = OperationIndex()
@@ -216,3 +219,19 @@ def test_backoff_is_capped() -> None:
     assert delays[:3] == pytest.approx([0.5, 1.0, 2.0], rel=0.25)
     assert delays[-3:] == [4.0, 4.0, 4.0]
     assert backoff_delays(0) == []
+
+
+def test_workers_split_every_bucket_so_together_they_never_overshoot() -> None:
+    """listen.workers: 2 -> each worker's getOrders bucket holds 10 of Amazon's 20."""
+    settings = Settings(
+        listen=ListenSettings(workers=2),
+        upstream=UpstreamSettings(sandbox=False),
+        lwa=LwaSettings("id", Secret("secret"), Secret("refresh")),
+    )
+    clock = FakeClock(1_000_000.0)
+    limiter = rate_limiter(settings.default_profile, settings, clock)
+    assert limiter is not None
+    get_orders = OperationIndex().match("GET", "/orders/v0/orders")
+    waits = [limiter.reserve(("ordersV0", "getOrders"), get_orders, 1.0) for _ in range(40)]
+    assert waits.count(0.0) == 10
+    assert waits.count(None) == 30

@@ -65,7 +65,7 @@ class AccessTokens:
             return Grant(await self._rdt((method, path, elements)), RDT)
         return Grant(await self._credentials.lwa_token(), LWA)
 
-    def rejected(self, grant: Grant, op: Operation | None, method: str, path: str) -> bool:
+    def rejected(self, grant: Grant) -> bool:
         """Forget a token SP-API refused; True when fetching another one may help."""
         if grant.kind == CLIENT_RDT:
             return False  # the client's own token: the client has to fetch a new one

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 
-from proxy.access import AccessTokens, Grant, wanted_from
+from proxy.access import AccessTokens, Grant, Wanted, wanted_from
 from proxy.diagnosis import (
     BODY_HEAD_BYTES,
     DIAGNOSED_STATUSES,
@@ -67,26 +67,7 @@ class Forwarder:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         outgoing = await self._outgoing(request)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
-        wanted = wanted_from(request.headers)
-        grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
-        upstream = await self._send_within_quota(outgoing, grant, op)
-        head = b""
-        if upstream.status in (401, 403):
-            # Amazon refused the token before acting on the request, so a replay with a
-            # new token is safe for any method (PRODUCT.md "Tokens").
-            head = await read_head(upstream)
-            if (
-                upstream.content.at_eof()
-                and token_was_rejected(head)
-                and self._access.rejected(grant, op, outgoing.method, outgoing.raw_path)
-            ):
-                logger.info(
-                    "SP-API rejected the %s token; fetching a new one and retrying", grant.kind
-                )
-                upstream.release()
-                grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
-                upstream = await self._send_within_quota(outgoing, grant, op)
-                head = b""
+        grant, upstream, head = await self._send(outgoing, op, wanted_from(request.headers))
         self._observe_rate_limit(op, upstream)
         hint = None
         if needs_diagnosis(upstream):
@@ -95,6 +76,28 @@ class Forwarder:
             if hint:
                 logger.warning("SP-API answered %d: %s", upstream.status, hint)
         return await stream_back(request, upstream, head, {HINT_HEADER: hint} if hint else None)
+
+    async def _send(
+        self, outgoing: OutgoingRequest, op: Operation | None, wanted: Wanted
+    ) -> tuple[Grant, aiohttp.ClientResponse, bytes]:
+        """Send with the right token; once more with a new one if SP-API rejects it.
+
+        Returns the token used, the answer, and the part of its body already read.
+        """
+        grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
+        upstream = await self._send_within_quota(outgoing, grant, op)
+        if upstream.status not in (401, 403):
+            return grant, upstream, b""
+        # Amazon refused the token before acting on the request, so a replay with a new
+        # token is safe for any method (PRODUCT.md "Tokens").
+        head = await read_head(upstream)
+        rejected = upstream.content.at_eof() and token_was_rejected(head)
+        if not (rejected and self._access.rejected(grant)):
+            return grant, upstream, head
+        logger.info("SP-API rejected the %s token; fetching a new one and retrying", grant.kind)
+        upstream.release()
+        grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
+        return grant, await self._send_within_quota(outgoing, grant, op), b""
 
     async def _outgoing(self, request: web.Request) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")

@@ -29,7 +29,7 @@ from proxy.headers import (
 )
 from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
-from proxy.ratelimit import RateLimiter, backoff_delays
+from proxy.ratelimit import RateLimiter, backoff_delay
 from proxy.settings import RateLimitSettings
 from proxy.upstream import OutgoingRequest, Upstream
 
@@ -118,20 +118,17 @@ class Forwarder:
         settings = self._rate_limits
         retrying = settings.enabled and outgoing.method in settings.retry_methods
         retries = settings.retries if retrying else 0
-        delays = backoff_delays(retries, RETRY_BASE_S)
         for attempt in range(retries + 1):
             await self._take_quota(op)
             upstream = await self._upstream.send(outgoing, grant.token)
             if upstream.status != 429 or attempt == retries:
                 return upstream
             upstream.release()
+            delay = backoff_delay(attempt, RETRY_BASE_S)
             logger.info(
-                "SP-API answered 429; retry %d of %d in %.1f s",
-                attempt + 1,
-                retries,
-                delays[attempt],
+                "SP-API answered 429; retry %d of %d in %.1f s", attempt + 1, retries, delay
             )
-            await asyncio.sleep(delays[attempt])
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _take_quota(self, op: Operation | None) -> None:

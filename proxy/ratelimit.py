@@ -170,16 +170,16 @@ def _parse_rate(header_value: str) -> float | None:
     return rate if math.isfinite(rate) and rate > 0 else None
 
 
-def backoff_delays(
-    retries: int,
-    base_s: float = 1.0,
-    cap_s: float = 30.0,
-    rng: random.Random | None = None,
-) -> list[float]:
-    """Delays before each of ``retries`` retries of a 429, as the official SDKs space them.
+_JITTER = random.Random()  # one generator: seeding a new one costs a getrandom() syscall
 
-    ``base_s * 2**n`` plus 0-25 % jitter (FACTS.md section 7), never more than ``cap_s``. The
-    jitter keeps workers throttled together from retrying in lockstep.
+
+def backoff_delay(
+    attempt: int, base_s: float = 1.0, cap_s: float = 30.0, rng: random.Random | None = None
+) -> float:
+    """The delay before retry number ``attempt + 1`` of a 429, as the official SDKs space them.
+
+    ``base_s * 2**attempt`` plus 0-25 % jitter (FACTS.md section 7), never more than ``cap_s``.
+    The jitter keeps workers throttled together from retrying in lockstep.
     """
-    rng = rng or random.Random()
-    return [min(cap_s, base_s * 2**n * (1 + rng.uniform(0.0, 0.25))) for n in range(retries)]
+    jitter = (rng or _JITTER).uniform(0.0, 0.25)
+    return min(cap_s, base_s * 2.0**attempt * (1.0 + jitter))

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.operations import Operation, OperationIndex
 from proxy.profiles import rate_limiter
-from proxy.ratelimit import RateLimiter, TokenBucket, backoff_delays
+from proxy.ratelimit import RateLimiter, TokenBucket, backoff_delay
 from proxy.secret import Secret
 from proxy.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.support.clock import FakeClock
@@ -205,20 +205,23 @@ def test_limiter_rejects_bad_share(clock: FakeClock) -> None:
 # --- backoff ----------------------------------------------------------------------------
 
 
+def delays(count: int, seed: int, base_s: float = 1.0, cap_s: float = 30.0) -> list[float]:
+    rng = random.Random(seed)
+    return [backoff_delay(n, base_s, cap_s, rng) for n in range(count)]
+
+
 def test_backoff_doubles_with_up_to_25_percent_jitter() -> None:
-    delays = backoff_delays(5, rng=random.Random(7))
-    assert len(delays) == 5
-    for n, delay in enumerate(delays):
+    spaced = delays(5, seed=7)
+    for n, delay in enumerate(spaced):
         assert 2**n <= delay <= 2**n * 1.25
-    assert delays == backoff_delays(5, rng=random.Random(7))
-    assert delays != backoff_delays(5, rng=random.Random(8))
+    assert spaced == delays(5, seed=7)
+    assert spaced != delays(5, seed=8)
 
 
 def test_backoff_is_capped() -> None:
-    delays = backoff_delays(8, base_s=0.5, cap_s=4.0, rng=random.Random(1))
-    assert delays[:3] == pytest.approx([0.5, 1.0, 2.0], rel=0.25)
-    assert delays[-3:] == [4.0, 4.0, 4.0]
-    assert backoff_delays(0) == []
+    spaced = delays(8, seed=1, base_s=0.5, cap_s=4.0)
+    assert spaced[:3] == pytest.approx([0.5, 1.0, 2.0], rel=0.25)
+    assert spaced[-3:] == [4.0, 4.0, 4.0]
 
 
 def test_workers_split_every_bucket_so_together_they_never_overshoot() -> None:

@@ -85,7 +85,7 @@ def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
             secrets.append(profile.aws.secret_access_key)
     for secret in secrets:
         if secret:
-            redactor.add(secret.reveal())
+            redactor.add(secret.reveal(), configured=True)
 
 
 @web.middleware

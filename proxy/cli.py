@@ -129,13 +129,14 @@ def check_config(args: argparse.Namespace) -> int:
 
 async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
     from proxy.app import create_app
-    from proxy.server import serve_until_signalled, start_server
+    from proxy.server import serve_until_signalled, settle_garbage_collector, start_server
 
     app = create_app(settings, redactor=redactor)
     listen = settings.listen
     server = await start_server(
         app, listen.host, listen.port, listen.drain_timeout_s, reuse_port=listen.workers > 1
     )
+    settle_garbage_collector()
     await serve_until_signalled(server)
 
 
@@ -210,7 +211,7 @@ def emulator(args: argparse.Namespace) -> int:
     redactor = Redactor()
     defaults = EmulatorConfig()
     for secret in (defaults.client_secret, defaults.refresh_token, defaults.aws_secret_access_key):
-        redactor.add(secret)
+        redactor.add(secret, configured=True)
     configure_logging(args.log_level, redactor)
     try:
         return run_emulator(args.host, args.port, args.models)

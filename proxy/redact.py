@@ -25,24 +25,38 @@ SECRET_PATTERNS = re.compile(
 
 
 class Redactor:
-    """Knows the literal secrets in play (config secrets, tokens as they are fetched)."""
+    """Knows the literal secrets in play (config secrets, AWS keys and tokens as they are fetched).
 
-    def __init__(self, max_secrets: int = 1024) -> None:
-        self._secrets: LRUCache[str, None] = LRUCache(maxsize=max_secrets)
+    Token-shaped values (`Atza|…`) are masked by `SECRET_PATTERNS` already and not kept; the rest
+    go into one compiled alternation, rebuilt only when a new secret arrives (an hourly event),
+    so scrubbing a log line costs two regex passes however long the proxy has run.
+    """
+
+    def __init__(self, max_fetched: int = 256) -> None:
+        self._configured: set[str] = set()  # from the config: kept for the process's life
+        self._fetched: LRUCache[str, None] = LRUCache(maxsize=max_fetched)  # rotating keys
+        self._literals: re.Pattern[str] | None = None
         self._lock = threading.Lock()  # botocore logs from worker threads
 
-    def add(self, secret: str) -> None:
+    def add(self, secret: str, configured: bool = False) -> None:
         # Very short values would mask ordinary words; none of the secrets we hold are short.
-        if len(secret) >= 8:
-            with self._lock:
-                self._secrets[secret] = None
+        if len(secret) < 8 or SECRET_PATTERNS.fullmatch(secret):
+            return
+        if secret in self._configured or secret in self._fetched:
+            return
+        with self._lock:
+            if configured:
+                self._configured.add(secret)
+            else:
+                self._fetched[secret] = None
+            # Longest first, so a secret that contains another is masked whole.
+            known = sorted({*self._configured, *self._fetched.keys()}, key=len, reverse=True)
+            self._literals = re.compile("|".join(re.escape(secret) for secret in known))
 
     def scrub(self, text: str) -> str:
-        with self._lock:
-            known = list(self._secrets.keys())
-        for secret in known:
-            if secret in text:
-                text = text.replace(secret, MASK)
+        literals = self._literals
+        if literals is not None:
+            text = literals.sub(MASK, text)
         return SECRET_PATTERNS.sub(MASK, text)
 
 

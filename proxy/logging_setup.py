@@ -14,6 +14,10 @@ PINNED_AT_WARNING = ("botocore", "boto3", "urllib3", "s3transfer")
 
 
 def configure_logging(level: str, redactor: Redactor) -> None:
+    # The format names no thread or process: skip looking them up for every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter(redactor))

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from proxy.access import AccessTokens, Grant, Wanted, wanted_from
 from proxy.diagnosis import (
@@ -21,7 +22,7 @@ from proxy.diagnosis import (
     client_token_header_of,
     hint_for,
 )
-from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge
+from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge, UpstreamUnreachable
 from proxy.headers import (
     combined_user_agent,
     request_headers_to_forward,
@@ -270,6 +271,9 @@ async def stream_back(
         headers = response_headers_to_return(upstream.headers.items())
         if extra_headers:
             headers.update(extra_headers)
+        small = small_body_length(request, upstream, head)
+        if small is not None:
+            return await answer_whole(upstream, headers, small)
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=headers
         )
@@ -292,3 +296,33 @@ async def stream_back(
         return response
     finally:
         upstream.release()
+
+
+# Answers up to this size are read whole and sent in one write with their headers: most SP-API
+# answers are a few KB of JSON, and streaming them costs an extra send per request.
+SMALL_BODY_BYTES = 64 * 1024
+
+
+def small_body_length(
+    request: web.Request, upstream: aiohttp.ClientResponse, head: bytes
+) -> int | None:
+    length = upstream.headers.get("Content-Length", "")
+    if head or request.method == "HEAD" or not length.isdigit():
+        return None
+    size = int(length)
+    return size if size <= SMALL_BODY_BYTES else None
+
+
+async def answer_whole(
+    upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], length: int
+) -> web.Response:
+    try:
+        body = await upstream.content.readexactly(length)
+    except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as error:
+        # Nothing was sent to the client yet, so the failure can still be said properly.
+        raise UpstreamUnreachable(
+            f"SP-API's answer broke off before its end ({type(error).__name__}).",
+            "Retry the request; if it keeps happening, check the network to the upstream.",
+        ) from None
+    headers.popall("Content-Length", None)  # set again from the body
+    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)

@@ -283,3 +283,32 @@ async def test_a_large_403_body_reaches_the_client_whole(
     )
     assert response.status == 403
     assert response.body == page
+
+
+async def test_a_short_answer_cut_before_its_length_becomes_a_proxy_error(
+    aiohttp_server: ServerFactory,
+    emulator: TestServer,
+    emulator_config: EmulatorConfig,
+    start_proxy: StartProxy,
+) -> None:
+    """A small answer is read whole before anything is sent, so a cut can still be reported."""
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "1000"})
+        await response.prepare(request)
+        await response.write(b"x" * 100)
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/orders/v0/orders", cut)
+    upstream_server = await aiohttp_server(app)
+    settings = settings_for(emulator, emulator_config)
+    upstream = dataclasses.replace(settings.upstream, endpoint=url_of(upstream_server))
+    proxy = await start_proxy(dataclasses.replace(settings, upstream=upstream))
+
+    response = await raw_request("127.0.0.1", proxy.port, build_request("GET", "/orders/v0/orders"))
+    assert response.status == 502
+    assert response.header("x-spapi-proxy-error") == "UpstreamUnreachable"
+    assert "broke off" in json.loads(response.body)["errors"][0]["message"]

@@ -9,7 +9,6 @@ import logging
 from collections.abc import Hashable
 from urllib.parse import unquote
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -28,6 +27,7 @@ from proxy.headers import (
     request_headers_to_forward,
     response_headers_to_return,
 )
+from proxy.httpclient import UpstreamHttpError, UpstreamResponse
 from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
 from proxy.ratelimit import RateLimiter, backoff_delay
@@ -80,7 +80,7 @@ class Forwarder:
 
     async def _send(
         self, outgoing: OutgoingRequest, op: Operation | None, wanted: Wanted
-    ) -> tuple[Grant, aiohttp.ClientResponse, bytes]:
+    ) -> tuple[Grant, UpstreamResponse, bytes]:
         """Send with the right token; once more with a new one if SP-API rejects it.
 
         Returns the token used, the answer, and the part of its body already read.
@@ -114,7 +114,7 @@ class Forwarder:
 
     async def _send_within_quota(
         self, outgoing: OutgoingRequest, grant: Grant, op: Operation | None
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         """Send once the operation's bucket allows; retry Amazon's 429 with backoff."""
         settings = self._rate_limits
         retrying = settings.enabled and outgoing.method in settings.retry_methods
@@ -142,13 +142,13 @@ class Forwarder:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _observe_rate_limit(self, op: Operation | None, upstream: aiohttp.ClientResponse) -> None:
+    def _observe_rate_limit(self, op: Operation | None, upstream: UpstreamResponse) -> None:
         limit = upstream.headers.get("x-amzn-RateLimit-Limit")
         if limit and self._limiter is not None:
             self._limiter.observe_limit(quota_key(op), limit)
 
 
-def needs_diagnosis(upstream: aiohttp.ClientResponse) -> bool:
+def needs_diagnosis(upstream: UpstreamResponse) -> bool:
     """Amazon's 401/403, and a 400 that came as an HTML page from its edge (FACTS.md §8)."""
     if upstream.status == 400:
         return "html" in upstream.headers.get("Content-Type", "").lower()
@@ -160,7 +160,7 @@ def exchange_of(
     outgoing: OutgoingRequest,
     op: Operation | None,
     grant: Grant,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     head: bytes,
 ) -> Exchange:
     return Exchange(
@@ -237,7 +237,7 @@ def too_large(limit: int) -> RequestTooLarge:
     )
 
 
-async def read_head(upstream: aiohttp.ClientResponse) -> bytes:
+async def read_head(upstream: UpstreamResponse) -> bytes:
     """The body's first bytes (all of an SP-API error body); the rest stays unread."""
     parts: list[bytes] = []
     size = 0
@@ -262,7 +262,7 @@ def token_was_rejected(body: bytes) -> bool:
 
 async def stream_back(
     request: web.Request,
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     head: bytes = b"",
     extra_headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
@@ -283,7 +283,7 @@ async def stream_back(
                 await response.write(head)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except (UpstreamHttpError, TimeoutError) as error:
             # The status line is gone already; the only honest signal left is to cut the
             # connection so the client sees a truncated body rather than a short, "complete" one.
             logger.warning(
@@ -303,9 +303,7 @@ async def stream_back(
 SMALL_BODY_BYTES = 64 * 1024
 
 
-def small_body_length(
-    request: web.Request, upstream: aiohttp.ClientResponse, head: bytes
-) -> int | None:
+def small_body_length(request: web.Request, upstream: UpstreamResponse, head: bytes) -> int | None:
     length = upstream.headers.get("Content-Length", "")
     if head or request.method == "HEAD" or not length.isdigit():
         return None
@@ -314,11 +312,11 @@ def small_body_length(
 
 
 async def answer_whole(
-    upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], length: int
+    upstream: UpstreamResponse, headers: CIMultiDict[str], length: int
 ) -> web.Response:
     try:
         body = await upstream.content.readexactly(length)
-    except (aiohttp.ClientError, TimeoutError, asyncio.IncompleteReadError) as error:
+    except (UpstreamHttpError, TimeoutError, asyncio.IncompleteReadError) as error:
         # Nothing was sent to the client yet, so the failure can still be said properly.
         raise UpstreamUnreachable(
             f"SP-API's answer broke off before its end ({type(error).__name__}).",

@@ -15,11 +15,16 @@ import aiohttp
 from proxy.access import AccessTokens
 from proxy.credentials.store import CredentialStore
 from proxy.forward import Forwarder
+from proxy.httpclient import UpstreamPool
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.ratelimit import RateLimiter
 from proxy.settings import Profile, Settings
 from proxy.upstream import Upstream
+
+# Idle upstream connections are closed after this long, aiohttp's keep-alive default: well
+# under the usual server-side idle timeouts (60 s and more), so the server rarely wins the race.
+IDLE_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,11 @@ async def running_profile(
     clock: Callable[[], float] = time.time,
     on_new_secret: Callable[[str], None] | None = None,
 ) -> AsyncIterator[ProfileRuntime]:
-    async with upstream_session(profile) as session:
+    async with upstream_session(profile) as session, upstream_pool(profile) as pool:
         credentials = CredentialStore(
             profile, session, clock, on_refresh=metrics.count_refresh, on_new_secret=on_new_secret
         )
-        upstream = Upstream(profile, session, credentials, metrics, clock)
+        upstream = Upstream(profile, pool, credentials, metrics, clock)
         access = AccessTokens(
             credentials, upstream.fetch_rdt, settings.rdt.enabled, settings.rdt.max_cached, clock
         )
@@ -69,7 +74,25 @@ def rate_limiter(
 
 
 @asynccontextmanager
+async def upstream_pool(profile: Profile) -> AsyncIterator[UpstreamPool]:
+    """SP-API's connections (the hot path: proxy/httpclient.py)."""
+    upstream = profile.upstream
+    base_url = upstream.base_url
+    tls = tls_context(upstream.ca_bundle) if base_url.startswith("https:") else None
+    async with UpstreamPool(
+        base_url,
+        ssl_context=tls,
+        max_connections=upstream.max_connections,
+        connect_timeout_s=min(10.0, upstream.timeout_s),
+        read_timeout_s=upstream.timeout_s,
+        idle_timeout_s=IDLE_TIMEOUT_S,
+    ) as pool:
+        yield pool
+
+
+@asynccontextmanager
 async def upstream_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
+    """LWA's token calls (few, off the hot path) go through aiohttp."""
     upstream = profile.upstream
     connector = aiohttp.TCPConnector(
         limit=upstream.max_connections,

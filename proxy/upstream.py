@@ -11,14 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
 from multidict import CIMultiDict
-from yarl import URL
 
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import RdtRejected, UpstreamTimeout, UpstreamUnreachable
+from proxy.httpclient import (
+    UpstreamHttpError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeoutError,
+)
 from proxy.metrics import ProxyMetrics
 from proxy.secret import Secret
 from proxy.settings import Profile
@@ -27,9 +31,6 @@ from proxy.signing import EMPTY_SHA256, SigV4Signer, amz_date
 logger = logging.getLogger(__name__)
 
 RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
-# aiohttp adds these unless told not to; the proxy forwards the client's own or none, so the
-# client gets exactly the encoding it asked for (auto_decompress is off).
-SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Upstream:
     def __init__(
         self,
         profile: Profile,
-        session: aiohttp.ClientSession,
+        pool: UpstreamPool,
         credentials: CredentialStore,
         metrics: ProxyMetrics,
         clock: Callable[[], float] = time.time,
@@ -58,37 +59,33 @@ class Upstream:
         self._host = urlsplit(self.base_url).netloc
         self._timeout_s = settings.timeout_s
         self._token_headers = profile.lwa.token_headers
-        self._session = session
+        self._pool = pool
         self._credentials = credentials
         self._metrics = metrics
         self._signer = SigV4Signer(settings.signing_region) if profile.aws else None
         self._clock = clock
 
-    async def send(self, outgoing: OutgoingRequest, token: Secret) -> aiohttp.ClientResponse:
+    async def send(self, outgoing: OutgoingRequest, token: Secret) -> UpstreamResponse:
         aws = await self._credentials.aws_credentials()
         headers = self._signed_headers(outgoing, token, aws)
-        target = self.base_url + outgoing.raw_path
+        target = outgoing.raw_path
         if outgoing.query:
             target += "?" + outgoing.query
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._session.request(
-                    outgoing.method,
-                    URL(target, encoded=True),
-                    headers=headers,
-                    data=outgoing.body or None,
-                    allow_redirects=False,
-                    skip_auto_headers=SKIP_AUTO_HEADERS,
+                # Sent as is: the headers carry Host and, with a body, Content-Length.
+                response = await self._pool.request(
+                    outgoing.method, target, headers.items(), outgoing.body
                 )
-        except TimeoutError:
+        except (TimeoutError, UpstreamTimeoutError):
             raise UpstreamTimeout(
                 f"SP-API did not answer within {self._timeout_s:g} s (upstream.timeout_s).",
                 "Retry later, or raise upstream.timeout_s for slow operations such as reports.",
             ) from None
-        except (aiohttp.ClientError, OSError) as error:
+        except UpstreamHttpError as error:
             raise UpstreamUnreachable(
-                f"Could not connect to SP-API at {self.base_url}: {type(error).__name__}.",
+                f"Could not connect to SP-API at {self.base_url}: {error.what}.",
                 "Check network access to the upstream (upstream.region, upstream.endpoint).",
             ) from None
         self._metrics.upstream_latency.observe(time.perf_counter() - started)
@@ -136,6 +133,11 @@ class Upstream:
         response = await self.send(outgoing, await self._credentials.lwa_token())
         try:
             answer = await response.read()
+        except UpstreamHttpError as error:
+            raise UpstreamUnreachable(
+                f"SP-API's answer broke off before its end ({error.what}).",
+                "Retry the request; if it keeps happening, check the network to the upstream.",
+            ) from None
         finally:
             response.release()
         if response.status != 200:
@@ -150,9 +152,7 @@ class Upstream:
         return Expiring(Secret(token), started + lifetime)
 
 
-def rdt_refused(
-    method: str, path: str, response: aiohttp.ClientResponse, answer: bytes
-) -> RdtRejected:
+def rdt_refused(method: str, path: str, response: UpstreamResponse, answer: bytes) -> RdtRejected:
     """Amazon's own reason (error code and message, never a token) for refusing an RDT."""
     reason = f"HTTP {response.status}"
     try:

@@ -218,9 +218,14 @@ class UpstreamPool:
             waiter: asyncio.Future[_Connection | None] = self._loop.create_future()
             self._waiters.append(waiter)
             try:
-                handed = await waiter
-            except asyncio.CancelledError:
+                # Only this rare path (every connection busy) pays for a timer.
+                async with asyncio.timeout(self.read_timeout_s):
+                    handed = await waiter
+            except (asyncio.CancelledError, TimeoutError) as error:
                 self._give_back(waiter)
+                if isinstance(error, TimeoutError):
+                    what = f"had no free connection within {self.read_timeout_s:g} s"
+                    raise UpstreamTimeoutError(self.origin, what) from None
                 raise
             if handed is None:  # a slot without a connection: open one in it
                 return await self._connect(), False

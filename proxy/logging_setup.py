@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from proxy.logsink import BatchedStreamHandler
 from proxy.redact import RedactingFilter, Redactor
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -18,7 +19,7 @@ def configure_logging(level: str, redactor: Redactor) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchedStreamHandler(sys.stderr.fileno())
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()

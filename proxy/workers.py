@@ -48,6 +48,7 @@ def fork_worker(serve: Callable[[], int], number: int) -> int:
         logger.info("worker %d started (pid %d)", number, os.getpid())
         code = serve()
     finally:
+        logging.shutdown()  # os._exit skips atexit, where buffered log lines are written
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)  # never return into the parent's code path

@@ -155,8 +155,8 @@ MODELS = Path(
 async def test_demo_with_models_logs_what_it_loaded() -> None:
     async with spapi_proxy("demo", "--port", str(free_port()), "--models", str(MODELS)) as process:
         _, lines = await read_until(process, "curl ")
-        await stop(process)
-    output = "".join(lines)
+        rest = await stop(process)  # log lines are written in batches, so some come later
+    output = "".join(lines) + rest
     assert process.returncode == 0, output
     loaded = re.search(r"Loaded (\d+) operations with (\d+) static cases from", output)
     serving = re.search(r"\((\d+) operations, (\d+) static cases;", output)

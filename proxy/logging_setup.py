@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from proxy.logsink import BatchedStreamHandler
 from proxy.redact import RedactingFilter, Redactor
@@ -14,13 +15,29 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 PINNED_AT_WARNING = ("botocore", "boto3", "urllib3", "s3transfer")
 
 
+class LogFormatter(logging.Formatter):
+    """The standard format, with the date part computed once per second, not per line."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+        self._second = -1
+        self._date = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._date = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            self._second = second
+        return f"{self._date},{int(record.msecs):03d}"
+
+
 def configure_logging(level: str, redactor: Redactor) -> None:
     # The format names no thread or process: skip looking them up for every record.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = BatchedStreamHandler(sys.stderr.fileno())
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(LogFormatter())
     handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     for existing in list(root.handlers):

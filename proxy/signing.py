@@ -16,6 +16,7 @@ differentially. Canonical forms follow botocore for non-S3 services:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -39,7 +40,13 @@ _CANONICAL_PATH: Final = re.compile(r"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9\-._~]+)+/?
 
 def amz_date(now: float) -> str:
     """Epoch seconds → SigV4 timestamp `YYYYMMDDTHHMMSSZ` (UTC)."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return _amz_date_of_second(int(now))
+
+
+@functools.lru_cache(maxsize=4)
+def _amz_date_of_second(second: int) -> str:
+    # Every request in the same second shares one strftime.
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
 
 
 class SigV4Signer:

@@ -63,6 +63,7 @@ class Refreshable(Generic[T]):
         self._on_refresh = on_refresh
         self._current: Expiring[T] | None = None
         self._fetched_at = 0.0
+        self._advisory_at = self._mandatory_at = 0.0  # when the windows open for `_current`
         self._refresh: asyncio.Task[Expiring[T]] | None = None
         self._next_advisory_try = 0.0
 
@@ -70,10 +71,9 @@ class Refreshable(Generic[T]):
         now = self._clock()
         current = self._current
         if current is not None:
-            advisory, mandatory = self._windows(current)
-            if now < advisory:
+            if now < self._advisory_at:
                 return current.value
-            if now < mandatory:
+            if now < self._mandatory_at:
                 self._start_background_refresh(now)
                 return current.value
         return (await self._shared_refresh()).value
@@ -127,6 +127,7 @@ class Refreshable(Generic[T]):
         finally:
             self._refresh = None
         self._current, self._fetched_at = fresh, started
+        self._advisory_at, self._mandatory_at = self._windows(fresh)
         self._report(ok=True)
         logger.info("%s refreshed, valid for %.0f s", self.name, fresh.expires_at - started)
         return fresh

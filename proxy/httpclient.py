@@ -25,6 +25,7 @@ import ssl
 from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -262,6 +263,12 @@ class UpstreamPool:
     async def _connect(self) -> _Connection:
         """A new connection in a slot the caller already holds (freed again on failure)."""
         try:
+            options: dict[str, Any] = {}
+            # asyncio's own loop only: uvloop's create_connection has no such option.
+            if self._happy_eyeballs_delay is not None and isinstance(
+                self._loop, asyncio.BaseEventLoop
+            ):
+                options["happy_eyeballs_delay"] = self._happy_eyeballs_delay
             async with asyncio.timeout(self.connect_timeout_s):
                 _, conn = await self._loop.create_connection(
                     lambda: _Connection(self),
@@ -269,7 +276,7 @@ class UpstreamPool:
                     self.port,
                     ssl=self._ssl,
                     server_hostname=self.host if self._ssl is not None else None,
-                    happy_eyeballs_delay=self._happy_eyeballs_delay,
+                    **options,
                 )
         except BaseException as error:
             self._slot_freed()
@@ -412,8 +419,8 @@ class _Connection(asyncio.Protocol):
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports don't subclass asyncio.Transport, but offer the same methods.
+        self.transport = cast(asyncio.Transport, transport)
         self._pool.opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

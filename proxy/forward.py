@@ -109,8 +109,8 @@ class Forwarder:
         user_agent = combined_user_agent(
             request.headers.get("User-Agent"), self._upstream.user_agent
         )
-        headers["User-Agent"] = user_agent
-        return OutgoingRequest(method, raw_path, encode_query(raw_query), body, headers)
+        headers.append(("User-Agent", user_agent))
+        return OutgoingRequest(method, raw_path, encode_query(raw_query), body, tuple(headers))
 
     async def _send_within_quota(
         self, outgoing: OutgoingRequest, grant: Grant, op: Operation | None

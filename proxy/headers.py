@@ -58,10 +58,12 @@ def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(named)
 
 
-def request_headers_to_forward(client: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+def request_headers_to_forward(client: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The client's headers that go upstream, in order, duplicates kept (a plain list: the
+    proxy only appends its own headers to it, which it already dropped from the client's)."""
     pairs = list(client)
     dropped = DROPPED_FROM_REQUEST | connection_tokens(pairs)
-    return CIMultiDict((name, value) for name, value in pairs if name.lower() not in dropped)
+    return [(name, value) for name, value in pairs if name.lower() not in dropped]
 
 
 def response_headers_to_return(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:

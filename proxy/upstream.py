@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from multidict import CIMultiDict
-
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
@@ -40,7 +38,7 @@ class OutgoingRequest:
     raw_path: str
     query: str
     body: bytes | None
-    headers: CIMultiDict[str]
+    headers: tuple[tuple[str, str], ...]  # the client's, less the ones the proxy owns
 
 
 class Upstream:
@@ -75,9 +73,7 @@ class Upstream:
             # No asyncio.timeout here (a timer per request costs ~10 us): the pool bounds the
             # wait for a free connection, the connect, and each silence by upstream.timeout_s.
             # Sent as is: the headers carry Host and, with a body, Content-Length.
-            response = await self._pool.request(
-                outgoing.method, target, headers.items(), outgoing.body
-            )
+            response = await self._pool.request(outgoing.method, target, headers, outgoing.body)
         except UpstreamTimeoutError:
             raise UpstreamTimeout(
                 f"SP-API did not answer within {self._timeout_s:g} s (upstream.timeout_s).",
@@ -93,8 +89,7 @@ class Upstream:
 
     def _signed_headers(
         self, outgoing: OutgoingRequest, token: Secret, aws: AwsCredentials | None
-    ) -> CIMultiDict[str]:
-        headers = outgoing.headers.copy()
+    ) -> list[tuple[str, str]]:
         owned: dict[str, str] = {"host": self._host}
         for name in self._token_headers:
             owned[name] = token.reveal()
@@ -113,10 +108,10 @@ class Upstream:
                 credentials=aws,
                 amz_date=owned["x-amz-date"],
             )
-        for name, value in owned.items():
-            headers[name] = value
+        # The client's copies of these were dropped when the request was prepared.
+        headers = [*outgoing.headers, *owned.items()]
         if outgoing.body is not None:
-            headers["Content-Length"] = str(len(outgoing.body))
+            headers.append(("Content-Length", str(len(outgoing.body))))
         return headers
 
     async def fetch_rdt(
@@ -127,7 +122,7 @@ class Upstream:
         if data_elements:
             resource["dataElements"] = list(data_elements)
         body = json.dumps({"restrictedResources": [resource]}).encode()
-        headers = CIMultiDict({"Content-Type": "application/json", "User-Agent": self.user_agent})
+        headers = (("Content-Type", "application/json"), ("User-Agent", self.user_agent))
         outgoing = OutgoingRequest("POST", RDT_PATH, "", body, headers)
         started = self._clock()
         response = await self.send(outgoing, await self._credentials.lwa_token())

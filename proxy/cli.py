@@ -7,8 +7,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from proxy import __version__
 from proxy.config import (
@@ -141,17 +140,6 @@ async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
     await serve_until_signalled(server)
 
 
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """uvloop where it is installed (Linux, macOS): its transports make each request ~5 %
-    cheaper with our own upstream client; asyncio's loop elsewhere."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load(args)
@@ -177,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     def serve() -> int:
         try:
-            run_event_loop(serve_proxy(settings, redactor))
+            asyncio.run(serve_proxy(settings, redactor))
         except OSError as error:  # typically the port is taken
             listen = settings.listen
             logger.error("cannot listen on %s:%d: %s", listen.host, listen.port, error)

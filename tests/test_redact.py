@@ -45,3 +45,9 @@ def test_filter_masks_message_arguments_and_tracebacks() -> None:
     assert record.getMessage() == f"key={MASK}"
     assert record.exc_text is not None
     assert "aws-secret-value-123" not in record.exc_text
+
+
+def test_security_token_header_is_masked_in_any_case() -> None:
+    redactor = Redactor()
+    for name in ("x-amz-security-token", "X-Amz-Security-Token", "X-AMZ-SECURITY-TOKEN"):
+        assert redactor.scrub(f"{name}: FwoGZXIvYXdzEJr") == f"{name}: {MASK}"

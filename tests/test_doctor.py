@@ -39,6 +39,7 @@ from tests.conftest import (
 )
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, free_port
+from tests.test_cli_e2e import write_config
 
 SCRIPT = str(Path(sys.executable).parent / "spapi-proxy")
 
@@ -273,24 +274,6 @@ def test_a_config_error_names_the_key_and_exits_2(tmp_path: Path) -> None:
     assert lines[-1] == "doctor: 0 ok, 1 failed"
 
 
-def write_config(tmp_path: Path, emulator: TestServer) -> Path:
-    base = url_of(emulator)
-    config = tmp_path / "spapi-proxy.yaml"
-    config.write_text(
-        f"""
-upstream:
-  endpoint: {base}
-lwa:
-  client_id: ${{LWA_CLIENT_ID}}
-  client_secret: ${{LWA_CLIENT_SECRET}}
-  refresh_token: ${{LWA_REFRESH_TOKEN}}
-  token_url: {base}/auth/o2/token
-"""
-    )
-    config.chmod(0o600)
-    return config
-
-
 async def test_spapi_proxy_doctor_command_exits_0_and_prints_no_secret(
     emulator: TestServer, emulator_config: EmulatorConfig, tmp_path: Path
 ) -> None:
@@ -302,7 +285,7 @@ async def test_spapi_proxy_doctor_command_exits_0_and_prints_no_secret(
         "LWA_REFRESH_TOKEN": emulator_config.refresh_token,
     }
     env.pop("SPAPI_PROXY_CONFIG", None)
-    config = write_config(tmp_path, emulator)
+    config = write_config(tmp_path, emulator, free_port())
     # asyncio's subprocess: the emulator serves from this test's event loop, which must not block.
     process = await asyncio.create_subprocess_exec(
         SCRIPT,

@@ -35,7 +35,6 @@ METRICS = web.AppKey("metrics", ProxyMetrics)
 REDACTOR = web.AppKey("redactor", Redactor)
 PROFILES = web.AppKey("profiles", dict[str, ProfileRuntime])
 
-OWN_PREFIX = "/_proxy/"
 # Probes must work without the client key: container health checks can't hold a secret.
 OPEN_ENDPOINTS = frozenset({"/_proxy/health", "/_proxy/ready"})
 READY_TIMEOUT_S = 5.0

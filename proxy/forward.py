@@ -42,7 +42,6 @@ REJECTED_TOKEN_DETAILS = (
     "access token you provided has expired",
     "access token you provided is revoked, malformed or invalid",
 )
-MAX_ERROR_BODY_INSPECTED = BODY_HEAD_BYTES
 RETRY_BASE_S = 1.0  # the official SDKs' 429 backoff: 1 s x 2^n plus jitter (FACTS.md §7)
 
 
@@ -241,8 +240,8 @@ async def read_head(upstream: UpstreamResponse) -> bytes:
     """The body's first bytes (all of an SP-API error body); the rest stays unread."""
     parts: list[bytes] = []
     size = 0
-    while size < MAX_ERROR_BODY_INSPECTED and not upstream.content.at_eof():
-        part = await upstream.content.read(MAX_ERROR_BODY_INSPECTED - size)
+    while size < BODY_HEAD_BYTES and not upstream.content.at_eof():
+        part = await upstream.content.read(BODY_HEAD_BYTES - size)
         if not part:
             break
         parts.append(part)

@@ -28,6 +28,12 @@ SECRET_PATTERNS = re.compile(
 PATTERN_ANCHORS = ("atz", "signature=", "client_secret=", "refresh_token=", "security-token")
 
 
+def mask_token_shapes(text: str) -> str:
+    """Token- and signature-shaped parts of text from outside (LWA, STS, SP-API error messages)
+    masked before it goes into one of the proxy's own error bodies."""
+    return SECRET_PATTERNS.sub(MASK, text)
+
+
 class Redactor:
     """Knows the literal secrets in play (config secrets, AWS keys and tokens as they are fetched).
 

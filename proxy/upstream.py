@@ -21,6 +21,7 @@ from proxy.httpclient import (
     UpstreamTimeoutError,
 )
 from proxy.metrics import ProxyMetrics
+from proxy.redact import mask_token_shapes
 from proxy.secret import Secret
 from proxy.settings import Profile
 from proxy.signing import EMPTY_SHA256, SigV4Signer, amz_date
@@ -153,6 +154,7 @@ def rdt_refused(method: str, path: str, response: UpstreamResponse, answer: byte
     try:
         first = json.loads(answer)["errors"][0]
         reason = f"{first.get('code', reason)}: {first.get('message', '')}".strip(": ")[:200]
+        reason = mask_token_shapes(reason)
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         pass
     request_id = response.headers.get("x-amzn-RequestId", "-")

@@ -12,6 +12,7 @@ import aiohttp
 
 from proxy.credentials.refreshable import Expiring
 from proxy.errors import LwaRejected, LwaUnavailable
+from proxy.redact import mask_token_shapes
 from proxy.retry import Retryable, with_retries
 from proxy.secret import Secret
 from proxy.settings import LwaSettings
@@ -126,7 +127,7 @@ def lwa_error_fields(body: bytes) -> tuple[str, str]:
     if not isinstance(document, dict):
         return "", ""
     code = str(document.get("error", ""))[:64]
-    description = str(document.get("error_description", ""))[:200]
+    description = mask_token_shapes(str(document.get("error_description", ""))[:200])
     return code, description
 
 

@@ -21,6 +21,7 @@ import botocore.session
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import StsRejected, StsUnavailable
+from proxy.redact import mask_token_shapes
 from proxy.secret import Secret
 from proxy.settings import AwsSettings
 
@@ -149,7 +150,7 @@ def sts_client_error(error: botocore.exceptions.ClientError, role_arn: str) -> E
     response: Any = error.response
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
     code = str(response.get("Error", {}).get("Code", "Unknown"))[:64]
-    text = str(response.get("Error", {}).get("Message", ""))[:200]
+    text = mask_token_shapes(str(response.get("Error", {}).get("Message", ""))[:200])
     if status >= 500 or status == 0:
         return StsUnavailable(
             f"STS failed to assume {role_arn} ({code}, HTTP {status}).",

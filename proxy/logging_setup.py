@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from proxy.logsink import BatchedStreamHandler
 from proxy.redact import RedactingFilter, Redactor
@@ -13,6 +14,8 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # botocore at DEBUG prints canonical requests and STS answers, which hold token values
 # (FACTS.md §10): keep these at WARNING whatever the proxy's own level is.
 PINNED_AT_WARNING = ("botocore", "boto3", "urllib3", "s3transfer")
+ACCESS_LOGGER = "proxy.access"
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
 class LogFormatter(logging.Formatter):
@@ -24,11 +27,47 @@ class LogFormatter(logging.Formatter):
         self._date = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        """`created` (epoch seconds) as the line's timestamp, e.g. 2026-11-26 02:10:23,052."""
+        second = int(created)
         if second != self._second:
-            self._date = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
+            self._date = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
             self._second = second
-        return f"{self._date},{int(record.msecs):03d}"
+        return f"{self._date},{int((created - second) * 1000):03d}"
+
+
+# The access line's fast path, set by configure_logging: the same text the logging machinery
+# would write, without a LogRecord, filter and handler chain (~15 µs of ~170 µs per request
+# under load, issue 6). None when logging was set up by someone else (tests, embedding).
+_fast_access_line: Callable[[str], None] | None = None
+
+
+def write_access_line(message: str) -> None:
+    """Write one access line (INFO on the proxy.access logger)."""
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    if _fast_access_line is not None:
+        _fast_access_line(message)
+    else:
+        access_logger.info("%s", message)
+
+
+def fast_access_writer(
+    handler: BatchedStreamHandler, formatter: LogFormatter, redactor: Redactor
+) -> Callable[[str], None]:
+    """A writer of access lines straight into `handler`, scrubbed as its filter would."""
+    # What FORMAT puts between the timestamp and the message, read off the formatter itself.
+    probe = logging.LogRecord(ACCESS_LOGGER, logging.INFO, "", 0, "\0", None, None)
+    line = formatter.format(probe)
+    middle = line[len(formatter.formatTime(probe)) : -1]
+    scrub, stamp, write = redactor.scrub, formatter.stamp, handler.write_line
+
+    def write_access(message: str) -> None:
+        write(stamp(time.time()) + middle + scrub(message))
+
+    return write_access
 
 
 def configure_logging(level: str, redactor: Redactor) -> None:
@@ -38,8 +77,10 @@ def configure_logging(level: str, redactor: Redactor) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None
+    global _fast_access_line
     handler = BatchedStreamHandler(sys.stderr.fileno())
-    handler.setFormatter(LogFormatter())
+    formatter = LogFormatter()
+    handler.setFormatter(formatter)
     handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -49,6 +90,8 @@ def configure_logging(level: str, redactor: Redactor) -> None:
     pin_noisy_loggers()
     # The proxy writes its own access line (proxy.access); aiohttp's would repeat it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Valid while the root's one handler is this one and proxy.access adds none of its own.
+    _fast_access_line = fast_access_writer(handler, formatter, redactor)
 
 
 def pin_noisy_loggers() -> None:

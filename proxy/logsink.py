@@ -42,6 +42,16 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
         except Exception:  # what logging's own handlers do: report, never raise
             self.handleError(record)
 
+    def write_line(self, line: str) -> None:
+        """Write one finished INFO line (no record, filter or formatter: the caller did that)."""
+        self.acquire()
+        try:
+            self.stream.write(line + self.terminator)
+        except Exception:  # as emit: report, never raise
+            self.handleError(logging.makeLogRecord({"msg": "access line lost"}))
+        finally:
+            self.release()
+
     def _start_flusher(self) -> None:
         thread = threading.Thread(target=self._flush_periodically, name="log-flush", daemon=True)
         thread.start()

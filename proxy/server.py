@@ -18,6 +18,8 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from proxy.app import FRONT_DOOR
+
 logger = logging.getLogger(__name__)
 
 # aiohttp's own limits, stated here so they are ours: a request line or header line of at most
@@ -73,10 +75,12 @@ class ProxyWebServer(web.Server):
 
 class ProxyRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
-        # aiohttp builds a plain Server; rebuild it with the same parts and our handler class.
+        # aiohttp builds a plain Server; rebuild it with the same parts and our handler class,
+        # and with the app's front door, if it has one, in place of the app's router.
         plain = await super()._make_server()
+        front_door = self.app.get(FRONT_DOOR)
         return ProxyWebServer(
-            plain.request_handler,
+            front_door if front_door is not None else plain.request_handler,
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

@@ -1,13 +1,17 @@
-"""The batched log handler: warnings go out at once, other lines within the flush interval."""
+"""The batched log handler: warnings go out at once, other lines within the flush interval;
+the access line's fast path writes what logging would."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import time
 
+from proxy.logging_setup import ACCESS_LOGGER, LogFormatter, fast_access_writer
 from proxy.logsink import FLUSH_INTERVAL_S, BatchedStreamHandler
+from proxy.redact import RedactingFilter, Redactor
 
 
 def readable_within(fd: int, seconds: float) -> bytes:
@@ -40,3 +44,37 @@ def test_lines_are_batched_then_flushed_and_warnings_go_at_once() -> None:
         handler.close()
         os.close(read_end)
         os.close(write_end)
+
+
+def test_fast_access_line_is_the_line_logging_would_write_scrubbed() -> None:
+    """The access line skips the logging machinery; its text must not differ from it."""
+    read_end, write_end = os.pipe()
+    handler = BatchedStreamHandler(write_end)
+    formatter = LogFormatter()
+    handler.setFormatter(formatter)
+    redactor = Redactor()
+    redactor.add("configured-secret-value", configured=True)
+    handler.addFilter(RedactingFilter(redactor))
+    logger = logging.getLogger(ACCESS_LOGGER)
+    saved = (logger.propagate, logger.level)
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    write_fast = fast_access_writer(handler, formatter, redactor)
+    message = "GET /orders/v0/orders/configured-secret-value/Atza|leaked 200 1.5ms req-1"
+    try:
+        logger.info("%s", message)
+        write_fast(message)
+        handler.flush()
+        via_logging, via_fast = readable_within(read_end, 1.0).decode().splitlines()
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = saved
+        handler.close()
+        os.close(read_end)
+        os.close(write_end)
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+    assert stamp.match(via_fast)
+    assert stamp.match(via_logging)
+    assert stamp.sub("", via_fast) == stamp.sub("", via_logging)
+    assert via_fast.endswith(" INFO    proxy.access: GET /orders/v0/orders/***/*** 200 1.5ms req-1")

@@ -9,8 +9,7 @@ import logging
 from collections.abc import Hashable
 from urllib.parse import unquote
 
-from aiohttp import web
-from multidict import CIMultiDict
+from aiohttp import HttpVersion11, web
 
 from proxy.access import AccessTokens, Grant, Wanted, wanted_from
 from proxy.diagnosis import (
@@ -23,6 +22,8 @@ from proxy.diagnosis import (
 )
 from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge, UpstreamUnreachable
 from proxy.headers import (
+    DROPPED_FROM_RESPONSE,
+    DROPPED_FROM_WHOLE_RESPONSE,
     combined_user_agent,
     request_headers_to_forward,
     response_headers_to_return,
@@ -37,6 +38,7 @@ from proxy.upstream import OutgoingRequest, Upstream
 logger = logging.getLogger(__name__)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
+EXPECT = "Expect"
 # SP-API's 401/403 `details` that mean "fetch a new token and try again" (FACTS.md §1).
 REJECTED_TOKEN_DETAILS = (
     "access token you provided has expired",
@@ -64,7 +66,7 @@ class Forwarder:
         self._rate_limits = rate_limits
         self._max_body = max_body_bytes
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         outgoing = await self._outgoing(request)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
         grant, upstream, head = await self._send(outgoing, op, wanted_from(request.headers))
@@ -99,16 +101,16 @@ class Forwarder:
         grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
         return grant, await self._send_within_quota(outgoing, grant, op), b""
 
-    async def _outgoing(self, request: web.Request) -> OutgoingRequest:
+    async def _outgoing(self, request: web.BaseRequest) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")
         check_path(raw_path)
         method = request.method
         body = None if method in BODYLESS_METHODS else await read_body(request, self._max_body)
-        headers = request_headers_to_forward(request.headers.items())
-        user_agent = combined_user_agent(
-            request.headers.get("User-Agent"), self._upstream.user_agent
+        client = request.headers
+        headers = request_headers_to_forward(client)
+        headers.append(
+            ("User-Agent", combined_user_agent(client.get("User-Agent"), self._upstream.user_agent))
         )
-        headers.append(("User-Agent", user_agent))
         return OutgoingRequest(method, raw_path, encode_query(raw_query), body, tuple(headers))
 
     async def _send_within_quota(
@@ -119,7 +121,8 @@ class Forwarder:
         retrying = settings.enabled and outgoing.method in settings.retry_methods
         retries = settings.retries if retrying else 0
         for attempt in range(retries + 1):
-            await self._take_quota(op)
+            if self._limiter is not None:
+                await self._take_quota(op, self._limiter)
             upstream = await self._upstream.send(outgoing, grant.token)
             if upstream.status != 429 or attempt == retries:
                 return upstream
@@ -131,13 +134,11 @@ class Forwarder:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _take_quota(self, op: Operation | None) -> None:
-        if self._limiter is None:
-            return
+    async def _take_quota(self, op: Operation | None, limiter: RateLimiter) -> None:
         key = quota_key(op)
-        wait = self._limiter.reserve(key, op, self._rate_limits.max_wait_s)
+        wait = limiter.reserve(key, op, self._rate_limits.max_wait_s)
         if wait is None:
-            raise quota_exceeded(op, self._limiter.retry_after(key), self._rate_limits.max_wait_s)
+            raise quota_exceeded(op, limiter.retry_after(key), self._rate_limits.max_wait_s)
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -155,7 +156,7 @@ def needs_diagnosis(upstream: UpstreamResponse) -> bool:
 
 
 def exchange_of(
-    request: web.Request,
+    request: web.BaseRequest,
     outgoing: OutgoingRequest,
     op: Operation | None,
     grant: Grant,
@@ -215,10 +216,12 @@ def check_path(raw_path: str) -> None:
                 )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it is known to exceed `limit`."""
     if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
+        raise too_large(limit)  # before any 100 Continue: the client never sends the body
+    if EXPECT in request.headers:
+        await answer_expectation(request)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_any():
@@ -227,6 +230,23 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def answer_expectation(request: web.BaseRequest) -> None:
+    """Tell a client that waits before its body (curl does, above 1 KiB) to send it.
+
+    The front door skips aiohttp's router, whose route would have answered this.
+    """
+    if request.headers[EXPECT].lower() != "100-continue":
+        error = InvalidRequest(
+            f"Unsupported Expect: {request.headers[EXPECT][:64]!r}.",
+            "The only expectation HTTP/1.1 defines is 100-continue.",
+        )
+        error.status = 417
+        raise error
+    if request.version == HttpVersion11:  # an HTTP/1.0 client doesn't wait for it
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not begun
 
 
 def too_large(limit: int) -> RequestTooLarge:
@@ -260,17 +280,20 @@ def token_was_rejected(body: bytes) -> bool:
 
 
 async def stream_back(
-    request: web.Request,
+    request: web.BaseRequest,
     upstream: UpstreamResponse,
     head: bytes = b"",
     extra_headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Status, headers and body back to the client; `head` is body already read."""
     try:
-        headers = response_headers_to_return(upstream.headers.items())
-        if extra_headers:
-            headers.update(extra_headers)
         small = small_body_length(request, upstream, head)
+        dropped = DROPPED_FROM_RESPONSE if small is None else DROPPED_FROM_WHOLE_RESPONSE
+        if extra_headers:
+            dropped = dropped | {name.lower() for name in extra_headers}
+        headers = response_headers_to_return(upstream.headers, dropped)
+        if extra_headers:
+            headers += extra_headers.items()
         if small is not None:
             return await answer_whole(upstream, headers, small)
         response = web.StreamResponse(
@@ -302,7 +325,9 @@ async def stream_back(
 SMALL_BODY_BYTES = 64 * 1024
 
 
-def small_body_length(request: web.Request, upstream: UpstreamResponse, head: bytes) -> int | None:
+def small_body_length(
+    request: web.BaseRequest, upstream: UpstreamResponse, head: bytes
+) -> int | None:
     length = upstream.headers.get("Content-Length", "")
     if head or request.method == "HEAD" or not length.isdigit():
         return None
@@ -311,8 +336,10 @@ def small_body_length(request: web.Request, upstream: UpstreamResponse, head: by
 
 
 async def answer_whole(
-    upstream: UpstreamResponse, headers: CIMultiDict[str], length: int
+    upstream: UpstreamResponse, headers: list[tuple[str, str]], length: int
 ) -> web.Response:
+    """The whole answer in one Response; `headers` are without Content-Length, which aiohttp
+    sets from the body."""
     try:
         body = await upstream.content.readexactly(length)
     except (UpstreamHttpError, TimeoutError, asyncio.IncompleteReadError) as error:
@@ -321,5 +348,4 @@ async def answer_whole(
             f"SP-API's answer broke off before its end ({type(error).__name__}).",
             "Retry the request; if it keeps happening, check the network to the upstream.",
         ) from None
-    headers.popall("Content-Length", None)  # set again from the body
     return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)

@@ -24,7 +24,7 @@ from tests.conftest import (
 )
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import ACCOUNT_ID, MotoSts
-from tests.support.rawhttp import build_request, raw_request
+from tests.support.rawhttp import build_request, raw_request, read_response
 
 
 async def get(
@@ -155,6 +155,46 @@ async def test_every_method_with_a_json_body_arrives_byte_identical_and_signed(
         assert received.body == body
         assert received.signature_ok is True
         assert header(received, "content-type") == ["application/json; charset=utf-8"]
+
+
+async def test_expect_100_continue_gets_continue_before_the_body_is_sent(
+    emulator: TestServer, emulator_config: EmulatorConfig, start_proxy: StartProxy
+) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the 100."""
+    settings = settings_for(emulator, emulator_config)
+    proxy = await start_proxy(
+        dataclasses.replace(
+            settings, listen=dataclasses.replace(settings.listen, max_body_bytes=4096)
+        )
+    )
+    body = json.dumps({"note": "x" * 2000}).encode()
+    target = "/listings/2021-08-01/items/A1SELLER/SKU1?marketplaceIds=ATVPDKIKX0DER"
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        head = build_request("PUT", target, [("Expect", "100-continue")], body)[: -len(body)]
+        writer.write(head)
+        async with asyncio.timeout(5):
+            interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        async with asyncio.timeout(5):
+            response = await read_response(reader)
+    finally:
+        writer.close()
+    assert response.status != 100
+    assert last_received(emulator).body == body
+
+    # Too large by its Content-Length: refused at once, with no 100 and no body read.
+    big = build_request("PUT", target, [("Expect", "100-continue")], b"y" * 5000)[:-5000]
+    refused = await raw_request("127.0.0.1", proxy.port or 0, big)
+    assert refused.status == 413
+    assert refused.header("x-spapi-proxy-error") == "RequestTooLarge"
+
+    # An expectation HTTP/1.1 doesn't define: 417 in SP-API's shape.
+    odd = build_request("PUT", target, [("Expect", "something-else")], b"{}")
+    answered = await raw_request("127.0.0.1", proxy.port or 0, odd)
+    assert answered.status == 417
+    assert json.loads(answered.body)["errors"][0]["code"] == "InvalidInput"
 
 
 async def test_get_goes_upstream_without_body_or_framing_headers(

@@ -134,7 +134,7 @@ def profile_proxy(
     if not Path(py_spy).exists():
         return ["profile: skipped, py-spy is not installed (pip install py-spy)"]
     command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"]
-    command += ["--full-filenames"]
+    command += ["--full-filenames", "--rate", "1000"]
     command += ["--duration", str(PROFILE_SECONDS - 2), "--output", str(output)]
     # The load starts first and outlasts the recording, so every sample is under load.
     loader = threading.Thread(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -22,18 +22,21 @@ RdtKey = tuple[str, str, tuple[str, ...]]  # method, path, data elements
 RdtFetch = Callable[[str, str, tuple[str, ...]], Awaitable[Expiring[Secret]]]
 
 
-@dataclass(frozen=True)
-class Grant:
+# NamedTuples rather than frozen dataclasses: made on every request, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) costs several times as much.
+class Grant(NamedTuple):
     token: Secret
     kind: str
 
 
-@dataclass(frozen=True)
-class Wanted:
+class Wanted(NamedTuple):
     """What the client asked for in the proxy's own request headers."""
 
     client_rdt: str | None  # x-spapi-rdt: forwarded as is
     data_elements: tuple[str, ...]  # x-spapi-data-elements, e.g. ("buyerInfo", "shippingAddress")
+
+
+NOTHING_WANTED = Wanted(None, ())
 
 
 class AccessTokens:
@@ -95,5 +98,7 @@ def wanted_from(headers: Mapping[str, str]) -> Wanted:
     """The client's x-spapi-rdt and x-spapi-data-elements headers, normalised."""
     rdt = headers.get(CLIENT_RDT_HEADER) or None
     raw_elements = headers.get(DATA_ELEMENTS_HEADER) or ""
+    if rdt is None and not raw_elements:
+        return NOTHING_WANTED  # nearly every request
     elements = tuple(sorted({part.strip() for part in raw_elements.split(",") if part.strip()}))
     return Wanted(rdt, elements)

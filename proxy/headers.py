@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from multidict import CIMultiDict
+from multidict import CIMultiDictProxy
 
 # RFC 9110 §7.6.1: meaningful for one connection only.
 HOP_BY_HOP = frozenset(
@@ -49,27 +49,37 @@ OWNED = frozenset(
 DROPPED_FROM_REQUEST = HOP_BY_HOP | OWNED | {"content-length", "expect"}
 
 
-def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """Header names a `Connection` header marks as hop-by-hop for this message."""
-    named: set[str] = set()
-    for name, value in headers:
-        if name.lower() == "connection":
-            named.update(token.strip().lower() for token in value.split(","))
-    return frozenset(named)
+# What never goes back to the client from an upstream answer; a small answer's framing is
+# also recomputed for the body sent (see proxy.forward).
+DROPPED_FROM_RESPONSE = HOP_BY_HOP
+DROPPED_FROM_WHOLE_RESPONSE = HOP_BY_HOP | {"content-length"}
 
 
-def request_headers_to_forward(client: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def connection_tokens(connection_values: Iterable[str]) -> frozenset[str]:
+    """Header names the values of `Connection` headers mark as hop-by-hop for this message."""
+    return frozenset(
+        token.strip().lower() for value in connection_values for token in value.split(",")
+    )
+
+
+def request_headers_to_forward(client: CIMultiDictProxy[str]) -> list[tuple[str, str]]:
     """The client's headers that go upstream, in order, duplicates kept (a plain list: the
     proxy only appends its own headers to it, which it already dropped from the client's)."""
-    pairs = list(client)
-    dropped = DROPPED_FROM_REQUEST | connection_tokens(pairs)
-    return [(name, value) for name, value in pairs if name.lower() not in dropped]
+    return kept_headers(client, DROPPED_FROM_REQUEST)
 
 
-def response_headers_to_return(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    pairs = list(upstream)
-    dropped = HOP_BY_HOP | connection_tokens(pairs)
-    return CIMultiDict((name, value) for name, value in pairs if name.lower() not in dropped)
+def response_headers_to_return(
+    upstream: CIMultiDictProxy[str], dropped: frozenset[str] = DROPPED_FROM_RESPONSE
+) -> list[tuple[str, str]]:
+    return kept_headers(upstream, dropped)
+
+
+def kept_headers(headers: CIMultiDictProxy[str], dropped: frozenset[str]) -> list[tuple[str, str]]:
+    """`headers` in order less the `dropped` names and those their `Connection` names."""
+    named = headers.getall("Connection", None)  # one C lookup; most messages name keep-alive
+    if named:
+        dropped = dropped | connection_tokens(named)
+    return [(name, value) for name, value in headers.items() if name.lower() not in dropped]
 
 
 def combined_user_agent(client_agent: str | None, proxy_agent: str) -> str:

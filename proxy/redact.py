@@ -69,8 +69,9 @@ class Redactor:
             text = literals.sub(MASK, text)
         # Cheap substring tests first: almost no line holds any of the patterns' anchors.
         lowered = text.lower()
-        if any(anchor in lowered for anchor in PATTERN_ANCHORS):
-            text = SECRET_PATTERNS.sub(MASK, text)
+        for anchor in PATTERN_ANCHORS:
+            if anchor in lowered:
+                return SECRET_PATTERNS.sub(MASK, text)
         return text
 
 

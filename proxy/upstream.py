@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from proxy.credentials.refreshable import Expiring
@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
 
 
-@dataclass(frozen=True)
-class OutgoingRequest:
+class OutgoingRequest(NamedTuple):
     """What goes upstream, fixed once per client request (a replay reuses it as is)."""
 
     method: str
@@ -64,7 +63,8 @@ class Upstream:
         self._clock = clock
 
     async def send(self, outgoing: OutgoingRequest, token: Secret) -> UpstreamResponse:
-        aws = await self._credentials.aws_credentials()
+        pending_aws = self._credentials.aws_credentials()
+        aws = None if pending_aws is None else await pending_aws
         headers = self._signed_headers(outgoing, token, aws)
         target = outgoing.raw_path
         if outgoing.query:
@@ -85,7 +85,7 @@ class Upstream:
                 f"Could not connect to SP-API at {self.base_url}: {error.what}.",
                 "Check network access to the upstream (upstream.region, upstream.endpoint).",
             ) from None
-        self._metrics.upstream_latency.observe(time.perf_counter() - started)
+        self._metrics.observe_upstream_latency(time.perf_counter() - started)
         return response
 
     def _signed_headers(

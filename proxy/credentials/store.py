@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -53,16 +53,17 @@ class CredentialStore:
         name = self._label("lwa" if scope is None else "lwa-grantless")
         return Refreshable(name, source.fetch, self._clock, self._on_refresh)
 
-    async def lwa_token(self) -> Secret:
-        return await self.lwa.get()
+    def lwa_token(self) -> Awaitable[Secret]:
+        return self.lwa.get()  # the coroutine itself, not one more wrapped around it
 
     async def grantless_token(self, scope: str) -> Secret:
         if scope not in self._grantless:
             self._grantless[scope] = self._lwa_refreshable(scope)
         return await self._grantless[scope].get()
 
-    async def aws_credentials(self) -> AwsCredentials | None:
-        return None if self.aws is None else await self.aws.get()
+    def aws_credentials(self) -> Awaitable[AwsCredentials] | None:
+        """The current AWS credentials to await, or None when signing is off."""
+        return None if self.aws is None else self.aws.get()
 
     def token_rejected(self, token: Secret) -> None:
         self.lwa.invalidate(token)

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from proxy import __version__
+from proxy import __version__, eventloop
 from proxy.config import (
     ConfigError,
     config_path_from,
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     def serve() -> int:
         try:
-            asyncio.run(serve_proxy(settings, redactor))
+            eventloop.run(serve_proxy(settings, redactor), settings.listen.busy_poll_us)
         except OSError as error:  # typically the port is taken
             listen = settings.listen
             logger.error("cannot listen on %s:%d: %s", listen.host, listen.port, error)

@@ -50,6 +50,7 @@ from proxy.secret import MASK, Secret
 from proxy.settings import (
     DEFAULT_PROFILE,
     IDEMPOTENT_METHODS,
+    MAX_BUSY_POLL_US,
     REGIONS,
     AwsSettings,
     ListenSettings,
@@ -126,6 +127,12 @@ def _check_positive(value: float) -> float:
 def _check_not_negative(value: float) -> float:
     if value < 0:
         raise _Invalid(f"must be 0 or more, got {value}")
+    return value
+
+
+def _check_busy_poll(value: int) -> int:
+    if not 0 <= value <= MAX_BUSY_POLL_US:
+        raise _Invalid(f"must be 0 (off) to {MAX_BUSY_POLL_US} microseconds, got {value}")
     return value
 
 
@@ -220,6 +227,7 @@ SCHEMA: dict[str, Section] = {
             # 0 is a valid choice here: stop at once without waiting for requests in flight.
             "drain_timeout_s": Key("float", 10.0, check=_check_not_negative),
             "workers": Key("int", 1, check=_check_positive),
+            "busy_poll_us": Key("int", 50, check=_check_busy_poll),
         },
     ),
     "upstream": Section(

@@ -28,6 +28,7 @@ REGIONS: dict[str, tuple[str, str, str]] = {
 }
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+MAX_BUSY_POLL_US = 10_000  # more would only burn CPU: an idle gap that long is not a gap
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ListenSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     drain_timeout_s: float = 10.0
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); each fetches its own tokens
+    busy_poll_us: int = 50  # spin this long before the event loop sleeps (proxy/eventloop.py)
 
     @property
     def is_loopback(self) -> bool:

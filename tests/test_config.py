@@ -848,6 +848,8 @@ def test_yaml_syntax_error_shows_position_not_content(tmp_path: Path) -> None:
         ("upstream:\n  timeout_s: 0\n", "upstream.timeout_s", "greater than 0"),
         ("upstream:\n  timeout_s: .nan\n", "upstream.timeout_s", "expected a number"),
         ("upstream:\n  max_connections: 0\n", "upstream.max_connections", "greater than 0"),
+        ("listen:\n  busy_poll_us: -1\n", "listen.busy_poll_us", "0 (off) to 10000"),
+        ("listen:\n  busy_poll_us: 20000\n", "listen.busy_poll_us", "0 (off) to 10000"),
         ("upstream:\n  endpoint: http://h:9000/v1\n", "upstream.endpoint", "no path"),
         ("upstream:\n  endpoint: http://h:9000?x=1\n", "upstream.endpoint", "no path"),
         ("upstream:\n  endpoint: h:9000\n", "upstream.endpoint", "http(s)://host"),
@@ -891,7 +893,7 @@ def test_valid_values_are_normalised(tmp_path: Path) -> None:
     ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
     text = (
         f"upstream:\n  region: EU\n  endpoint: HTTP://127.0.0.1:9000/\n  ca_bundle: {ca}\n"
-        "listen:\n  drain_timeout_s: 0\n"
+        "listen:\n  drain_timeout_s: 0\n  busy_poll_us: 0\n"
         "lwa:\n  token_headers: [X-Amz-Access-Token, x-amz-access-token]\n"
         f"aws:\n  role_arn: {ROLE}\n"
     )
@@ -902,6 +904,7 @@ def test_valid_values_are_normalised(tmp_path: Path) -> None:
     assert settings.upstream.endpoint == "http://127.0.0.1:9000"
     assert settings.upstream.ca_bundle == str(ca)
     assert settings.listen.drain_timeout_s == 0.0
+    assert settings.listen.busy_poll_us == 0
     assert settings.lwa.token_headers == ("x-amz-access-token",)
     assert settings.aws is not None
     assert settings.aws.role_arn == ROLE

@@ -23,19 +23,24 @@ class LogFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(FORMAT)
-        self._second = -1
-        self._date = ""
+        self._second = self._millisecond = -1
+        self._date = self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return self.stamp(record.created)
 
     def stamp(self, created: float) -> str:
         """`created` (epoch seconds) as the line's timestamp, e.g. 2026-11-26 02:10:23,052."""
+        millisecond = int(created * 1000)
+        if millisecond == self._millisecond:  # under load, several lines share one
+            return self._stamp
         second = int(created)
         if second != self._second:
             self._date = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
             self._second = second
-        return f"{self._date},{int((created - second) * 1000):03d}"
+        self._millisecond = millisecond
+        self._stamp = f"{self._date},{int((created - second) * 1000):03d}"
+        return self._stamp
 
 
 # The access line's fast path, set by configure_logging: the same text the logging machinery

@@ -2,7 +2,7 @@
 
 Python's stderr is line-buffered, so every access line used to cost a system call on the event
 loop (about a tenth of the CPU per request under load) and could stall every request when the
-reader of the pipe (docker logs, journald) fell behind. Here lines go into a private buffer;
+reader of the pipe (docker logs, journald) fell behind. Here lines go into a private list;
 WARNING and above are flushed at once, the rest at most FLUSH_INTERVAL_S later by a small thread,
 and everything at exit.
 """
@@ -16,6 +16,7 @@ from typing import TextIO
 
 FLUSH_INTERVAL_S = 0.2
 BUFFER_BYTES = 64 * 1024
+MAX_PENDING_LINES = 1000
 
 
 class BatchedStreamHandler(logging.StreamHandler[TextIO]):
@@ -29,26 +30,42 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
             closefd=False,
         )
         super().__init__(stream)
+        self._pending: list[str] = []  # lines not yet handed to the stream
         self._wake = threading.Event()
         self._start_flusher()
         # A forked worker has no threads: give it its own flusher.
-        os.register_at_fork(after_in_child=self._start_flusher)
+        os.register_at_fork(before=self.flush, after_in_child=self._start_flusher)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            self._add(self.format(record) + self.terminator)
             if record.levelno >= logging.WARNING:
-                self.stream.flush()
+                self.flush()
         except Exception:  # what logging's own handlers do: report, never raise
             self.handleError(record)
 
     def write_line(self, line: str) -> None:
-        """Write one finished INFO line (no record, filter or formatter: the caller did that)."""
+        """Queue one finished INFO line (no record, filter or formatter: the caller did that).
+
+        No lock: appending to the list is atomic, and flush() only ever removes what it wrote.
+        """
+        self._add(line + self.terminator)
+
+    def _add(self, text: str) -> None:
+        pending = self._pending
+        pending.append(text)
+        if len(pending) >= MAX_PENDING_LINES:  # a starved flusher must not let memory grow
+            self.flush()
+
+    def flush(self) -> None:
         self.acquire()
         try:
-            self.stream.write(line + self.terminator)
-        except Exception:  # as emit: report, never raise
-            self.handleError(logging.makeLogRecord({"msg": "access line lost"}))
+            pending = self._pending
+            count = len(pending)
+            if count:
+                self.stream.write("".join(pending[:count]))
+                del pending[:count]  # lines appended meanwhile stay for the next flush
+            self.stream.flush()
         finally:
             self.release()
 

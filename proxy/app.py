@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
+from proxy.answers import WholeAnswer
 from proxy.errors import (
     InvalidRequest,
     ProxyError,
@@ -19,7 +20,7 @@ from proxy.errors import (
     ProxyUnauthorized,
     RequestTooLarge,
 )
-from proxy.forward import not_a_path
+from proxy.forward import REQUEST_ID, not_a_path
 from proxy.headers import PROFILE_HEADER
 from proxy.logging_setup import write_access_line
 from proxy.metrics import ProxyMetrics
@@ -39,7 +40,6 @@ PROFILES = web.AppKey("profiles", dict[str, ProfileRuntime])
 OPEN_ENDPOINTS = frozenset({"/_proxy/health", "/_proxy/ready"})
 OWN_PREFIX = "/_proxy/"  # never forwarded
 CLIENT_KEY_HEADER = "x-spapi-proxy-key"
-REQUEST_ID = "x-amzn-RequestId"
 UNEXPECTED = ProxyError("The proxy failed unexpectedly; its log has details.")
 READY_TIMEOUT_S = 5.0
 CLIENT_GONE = 499  # nginx's convention for a client that closed before the answer
@@ -142,7 +142,12 @@ class FrontDoor:
         except Exception:
             logger.exception("Unexpected failure handling %s %s", request.method, request.path)
             response = error_response(UNEXPECTED)
-        self._log_access(request, response.status, started, response.headers.get(REQUEST_ID))
+        request_id = (
+            response.request_id
+            if isinstance(response, WholeAnswer)
+            else response.headers.get(REQUEST_ID)
+        )
+        self._log_access(request, response.status, started, request_id)
         return response
 
     def _check_client_key(self, request: web.BaseRequest) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from aiohttp import HttpVersion11, web
 
 from proxy.access import AccessTokens, Grant, Wanted, wanted_from
+from proxy.answers import WholeAnswer
 from proxy.diagnosis import (
     BODY_HEAD_BYTES,
     DIAGNOSED_STATUSES,
@@ -38,6 +39,8 @@ from proxy.upstream import OutgoingRequest, Upstream
 logger = logging.getLogger(__name__)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
+BODYLESS_STATUSES = frozenset({204, 304})  # never a body, whatever Content-Length says
+REQUEST_ID = "x-amzn-RequestId"
 EXPECT = "Expect"
 # SP-API's 401/403 `details` that mean "fetch a new token and try again" (FACTS.md §1).
 REJECTED_TOKEN_DETAILS = (
@@ -328,8 +331,11 @@ SMALL_BODY_BYTES = 64 * 1024
 def small_body_length(
     request: web.BaseRequest, upstream: UpstreamResponse, head: bytes
 ) -> int | None:
+    """The length of an answer to send whole, or None to stream it."""
     length = upstream.headers.get("Content-Length", "")
-    if head or request.method == "HEAD" or not length.isdigit():
+    if head or request.method == "HEAD" or upstream.status in BODYLESS_STATUSES:
+        return None
+    if not length.isdigit():
         return None
     size = int(length)
     return size if size <= SMALL_BODY_BYTES else None
@@ -337,9 +343,9 @@ def small_body_length(
 
 async def answer_whole(
     upstream: UpstreamResponse, headers: list[tuple[str, str]], length: int
-) -> web.Response:
-    """The whole answer in one Response; `headers` are without Content-Length, which aiohttp
-    sets from the body."""
+) -> WholeAnswer:
+    """The whole answer, sent in one write; `headers` are without Content-Length, which is set
+    from the body."""
     try:
         body = await upstream.content.readexactly(length)
     except (UpstreamHttpError, TimeoutError, asyncio.IncompleteReadError) as error:
@@ -348,4 +354,11 @@ async def answer_whole(
             f"SP-API's answer broke off before its end ({type(error).__name__}).",
             "Retry the request; if it keeps happening, check the network to the upstream.",
         ) from None
-    return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=body)
+    return WholeAnswer(
+        upstream.status,
+        upstream.reason,
+        headers,
+        body,
+        needs_date="Date" not in upstream.headers,
+        request_id=upstream.headers.get(REQUEST_ID),
+    )

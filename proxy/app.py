@@ -110,6 +110,8 @@ class FrontDoor:
         self._client_key = auth_token.reveal().encode() if auth_token else None
 
     def _default_runtime(self) -> ProfileRuntime:
+        # The profiles exist once the app has started (run_profiles); looked up on each request
+        # so a restarted app's runtimes are never stale.
         return self._app[PROFILES][DEFAULT_PROFILE]
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:

@@ -178,7 +178,11 @@ class UpstreamPool:
         """
         head = request_head(method, target, headers)
         head_only = method == "HEAD"
-        conn, reused = await self._acquire()
+        # An idle connection is the usual case: take it without entering _acquire's coroutine.
+        conn = None if self._closed else self._pop_idle()
+        reused = conn is not None
+        if conn is None:
+            conn, reused = await self._acquire()
         try:
             return await conn.send(head, body, head_only, reused)
         except _StaleConnection:

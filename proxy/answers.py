@@ -45,10 +45,15 @@ class WholeAnswer(web.StreamResponse):
         self.request_id = request_id  # the upstream's x-amzn-RequestId, for the access line
         self._whole_sent = False
         self._whole_keep_alive = False
+        self._whole_close = False  # force_close() was called
 
     @property
     def keep_alive(self) -> bool:
         return self._whole_keep_alive
+
+    def force_close(self) -> None:
+        self._whole_close = True
+        self._whole_keep_alive = False
 
     @property
     def prepared(self) -> bool:
@@ -58,7 +63,7 @@ class WholeAnswer(web.StreamResponse):
         if self._whole_sent:
             return None
         self._whole_sent = True
-        self._whole_keep_alive = request.keep_alive
+        self._whole_keep_alive = request.keep_alive and not self._whole_close
         head = answer_head(
             request.version,
             self.status,

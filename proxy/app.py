@@ -127,6 +127,8 @@ class FrontDoor:
                 )
                 response = await runtime.forwarder.handle(request)
             else:
+                # The app's own request handler, the one aiohttp's server would have called
+                # (web.Server.request_handler of an AppRunner): router, then the route.
                 response = await self._app._handle(request)  # type: ignore[arg-type]
         except ProxyError as error:
             logger.warning("%s %s: %s", error.code, request.path, error.message)

@@ -9,8 +9,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from aiohttp import HttpVersion11
 from aiohttp.test_utils import TestServer
 
+from proxy.answers import WholeAnswer, answer_head
 from proxy.emulator import EmulatorConfig
 from proxy.server import RunningServer
 from tests.conftest import StartProxy, settings_for
@@ -170,3 +172,26 @@ async def test_bodyless_statuses_get_no_body_whatever_their_length_says(
             assert body == b""
     finally:
         writer.close()
+
+
+def test_force_close_is_honoured() -> None:
+    answer = WholeAnswer(200, "OK", [], b"", needs_date=False, request_id=None)
+    answer.force_close()
+    assert answer.keep_alive is False
+    head = answer_head(
+        HttpVersion11, 200, "OK", [], keep_alive=False, needs_date=False, body_length=0
+    )
+    assert head == b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_a_cr_or_lf_in_the_head_is_refused() -> None:
+    with pytest.raises(ValueError, match="CR or LF"):
+        answer_head(
+            HttpVersion11,
+            200,
+            "OK",
+            [("x-hint", "one\r\nInjected: yes")],
+            keep_alive=True,
+            needs_date=False,
+            body_length=0,
+        )

@@ -50,7 +50,15 @@ from benchmarks.processes import (
     wait_for_http,
 )
 from benchmarks.profiling import profile_proxy
-from benchmarks.report import DIRECT, PROXY, REFERENCE, Run, Summary, progress_line
+from benchmarks.report import (
+    DIRECT,
+    PROXY,
+    REFERENCE,
+    MachineShare,
+    Run,
+    Summary,
+    progress_line,
+)
 from benchmarks.signcheck import parse_echo, signature_problem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -339,6 +347,14 @@ class Bench:
         watched = core if core is not None else LOAD_CORE
         busy = cores_after[watched][0] - cores_before[watched][0]
         stolen = cores_after[watched][1] - cores_before[watched][1]
+        machine = None
+        if core is None and pid:  # unpinned: what every core did, to show the machine's ceiling
+            all_busy = sum(after[0] - cores_before[n][0] for n, after in cores_after.items())
+            machine = MachineShare(
+                cores=len(cores_after),
+                subject_pct=cpu_used * 100 / wall,
+                rest_pct=max(0.0, all_busy - cpu_used) * 100 / wall,
+            )
         run = Run(
             subject=name,
             connections=connections,
@@ -347,6 +363,7 @@ class Bench:
             rss_mib=rss_mib(pid) if pid else None,
             other_load_pct=max(0.0, busy - cpu_used) * 100 / wall if core is not None else 0.0,
             steal_pct=stolen * 100 / wall,
+            machine=machine,
         )
         print(progress_line(run), file=sys.stderr, flush=True)
         return run

@@ -20,6 +20,25 @@ class Run:
     rss_mib: float | None
     other_load_pct: float  # busy time on the subject's core not spent by the subject
     steal_pct: float
+    # Unpinned runs: the subject's and everything else's share of all cores (100 % = one core).
+    machine: MachineShare | None = None
+
+
+@dataclass(frozen=True)
+class MachineShare:
+    cores: int
+    subject_pct: float
+    rest_pct: float  # the load generator, the upstream and anything else running
+
+    @property
+    def idle_pct(self) -> float:
+        return max(0.0, self.cores * 100 - self.subject_pct - self.rest_pct)
+
+    def describe(self) -> str:
+        return (
+            f"all {self.cores} cores: proxy {self.subject_pct:.0f}%, load generator + upstream + "
+            f"other {self.rest_pct:.0f}%, idle {self.idle_pct:.0f}%"
+        )
 
 
 def median_of(runs: Sequence[Run], figure: Callable[[Run], float | None]) -> float | None:
@@ -32,6 +51,8 @@ def progress_line(run: Run) -> str:
     cpu = f", {run.cpu_us_per_request:.0f} µs CPU/req" if run.cpu_us_per_request else ""
     failed = f", {load.failed} FAILED" if load.failed else ""
     noise = f"; other load on its core {run.other_load_pct:.0f}%, steal {run.steal_pct:.0f}%"
+    if run.machine is not None:
+        noise = f"; {run.machine.describe()}, steal {run.steal_pct:.0f}%"
     return (
         f"  c={run.connections} {run.subject}: {load.rps:.0f} req/s, p50 {load.p50_ms:.2f} ms, "
         f"p99 {load.p99_ms:.2f} ms, p99.9 {load.p999_ms:.1f} ms, max {load.max_ms:.1f} ms{cpu}"
@@ -119,6 +140,14 @@ class Summary:
             lines.append(
                 f"c={c} CPU per request proxy/reference: {fmt(proxy_cpu)} / {fmt(reference_cpu)} µs"
             )
+            shares = [r.machine for r in self.of(PROXY, c) if r.machine is not None]
+            if shares:  # unpinned: how much of the machine the proxy could have had
+                share = MachineShare(
+                    shares[0].cores,
+                    statistics.median(m.subject_pct for m in shares),
+                    statistics.median(m.rest_pct for m in shares),
+                )
+                lines.append(f"c={c} unpinned proxy, median: {share.describe()}")
         headline = 32 if 32 in connection_counts else max(connection_counts)
         lines.append(
             f"proxy CPU per request: {fmt(self.median(PROXY, headline, cpu))} µs "

@@ -60,8 +60,8 @@ def create_app(
     app.router.add_get("/_proxy/ready", ready)
     app.router.add_get("/_proxy/metrics", metrics)
     app.router.add_route("*", "/_proxy/{tail:.*}", unknown_own_path)
-    # Only requests the front door can't forward reach this route (CONNECT, absolute URLs).
-    app.router.add_route("*", "/{tail:.*}", refuse_non_path)
+    # No catch-all: the front door forwards every path; a target that is not a path (CONNECT,
+    # `*`) finds no route here, and router_error answers it as InvalidInput.
     app[FRONT_DOOR] = FrontDoor(app)
     return app
 
@@ -197,10 +197,6 @@ def error_response(error: ProxyError) -> web.Response:
         content_type="application/json",
         headers={**error.headers, "x-spapi-proxy-error": error.code},
     )
-
-
-async def refuse_non_path(request: web.Request) -> web.StreamResponse:
-    raise not_a_path()
 
 
 def profile_for(app: web.Application, name: str) -> ProfileRuntime:

@@ -117,11 +117,18 @@ def load(args: argparse.Namespace) -> Settings:
     return load_settings(config_path_from(args.config, environ), environ)
 
 
-def check_config(args: argparse.Namespace) -> int:
+def load_or_explain(args: argparse.Namespace) -> Settings | None:
+    """The settings, or None after printing why the configuration is refused."""
     try:
-        settings = load(args)
+        return load(args)
     except ConfigError as error:
         print(f"spapi-proxy: {error}", file=sys.stderr)
+        return None
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings = load_or_explain(args)
+    if settings is None:
         return EXIT_USAGE
     print(render_masked(settings), end="")
     return EXIT_OK
@@ -141,10 +148,8 @@ async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load(args)
-    except ConfigError as error:
-        print(f"spapi-proxy: {error}", file=sys.stderr)
+    settings = load_or_explain(args)
+    if settings is None:
         return EXIT_USAGE
     redactor = Redactor()
     configure_logging(args.log_level, redactor)

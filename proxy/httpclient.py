@@ -618,13 +618,19 @@ class _Connection(asyncio.Protocol):
 
     # the body, as the response reads it
 
-    async def readany(self) -> bytes:
+    async def _buffered_or_eof(self) -> bool:
+        """Wait until some body is buffered: True, or False at the end of the body."""
         while not self._chunks:
             if self._failure is not None:
                 raise self._failure
             if self._eof:
-                return b""
+                return False
             await self._wait()
+        return True
+
+    async def readany(self) -> bytes:
+        if not await self._buffered_or_eof():
+            return b""
         chunks = self._chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
@@ -634,13 +640,7 @@ class _Connection(asyncio.Protocol):
         return data
 
     async def read(self, n: int) -> bytes:
-        while not self._chunks:
-            if self._failure is not None:
-                raise self._failure
-            if self._eof:
-                return b""
-            await self._wait()
-        return self._take(n)
+        return self._take(n) if await self._buffered_or_eof() else b""
 
     async def readexactly(self, n: int) -> bytes:
         while self._size < n:

@@ -195,6 +195,7 @@ async def test_expect_100_continue_gets_continue_before_the_body_is_sent(
     answered = await raw_request("127.0.0.1", proxy.port or 0, odd)
     assert answered.status == 417
     assert json.loads(answered.body)["errors"][0]["code"] == "InvalidInput"
+    assert b"something-else" not in answered.body  # the client's value is not echoed
 
 
 async def test_get_goes_upstream_without_body_or_framing_headers(

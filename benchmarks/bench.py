@@ -12,6 +12,7 @@ connection count, plus one direct run against the upstream, and prints one line 
     python -m benchmarks.bench --quick     # 3 s per run, 1 round: under a minute
     python -m benchmarks.bench --requests-for-rss 100000
     python -m benchmarks.bench --quick --profile /tmp/proxy-profile.txt
+    python -m benchmarks.bench --quick --baseline main~3   # an earlier commit as a 4th subject
 
 Run it from the repository root with the project's virtualenv. Everything it starts is ended
 by PID when it finishes, fails or is interrupted.
@@ -51,6 +52,7 @@ from benchmarks.processes import (
 )
 from benchmarks.profiling import profile_proxy
 from benchmarks.report import (
+    BASELINE,
     DIRECT,
     PROXY,
     REFERENCE,
@@ -91,6 +93,7 @@ class Options:
     keep_logs: bool
     unpinned: bool = False
     proxy_set: tuple[tuple[str, str, object], ...] = ()
+    baseline: str | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -128,6 +131,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="extra proxy config (VALUE read as JSON, else text), e.g. "
         "upstream.max_connections=200; repeatable",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the proxy as of git commit REF (same config, same core), measured in "
+        "turn with the others, to compare two versions in one run",
+    )
     args = parser.parse_args(argv)
     connections = tuple(int(c) for c in args.connections.split(","))
     if args.requests_for_rss is not None and args.requests_for_rss <= RSS_FIRST:
@@ -145,6 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         keep_logs=args.keep_logs,
         unpinned=args.unpinned,
         proxy_set=tuple(args.proxy_set),
+        baseline=args.baseline,
     )
 
 
@@ -188,6 +198,8 @@ class Bench:
         upstream_url = self._start_upstream()
         self.subjects[DIRECT] = Subject(DIRECT, upstream_url, None)
         self.subjects[PROXY] = self._start_proxy(upstream_url)
+        if self.options.baseline:
+            self.subjects[BASELINE] = self._start_baseline(self.options.baseline)
         self.subjects[REFERENCE] = self._start_reference(upstream_url)
 
     def _load_generator(self) -> LoadGenerator:
@@ -242,6 +254,33 @@ class Bench:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base + "/_proxy/health", entry)
         return Subject(PROXY, base, entry)
+
+    def _start_baseline(self, ref: str) -> Subject:
+        """The proxy as of commit `ref`, from `git archive`, run with this virtualenv's packages
+        and the config the current proxy got (on its own port)."""
+        source = self.directory / "baseline-source"
+        source.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", ref],
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode != 0:
+            raise BenchError(f"git archive {ref} failed: {archive.stderr.decode()[:300]}")
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+        settings = json.loads((self.directory / "proxy.yaml").read_text())
+        port = free_port()
+        settings["listen"]["port"] = port
+        config = self.directory / "baseline.yaml"
+        write_private(config, json.dumps(settings))
+        core = SUBJECT_CORE if self.proxy_pinned else None
+        env = {**clean_env(), "PYTHONPATH": str(source)}
+        command = [sys.executable, "-m", "proxy", "run", "--config", str(config)]
+        entry = self.group.spawn(BASELINE, command, core, env=env, cwd=source)
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/_proxy/health", entry)
+        self.notes.append(f"baseline: the proxy as of {ref} ({rev_parse(ref)}), same config")
+        return Subject(BASELINE, base, entry)
 
     def _accepted_settings(self, config: Path, settings: Settings) -> Settings:
         """`settings` plus the optional keys this proxy's `check-config` accepts.
@@ -305,6 +344,8 @@ class Bench:
             PROXY: (PROXY_KEY_ID, PROXY_SECRET),
             REFERENCE: (reference_proxy.ACCESS_KEY_ID, reference_proxy.SECRET_ACCESS_KEY),
         }
+        if BASELINE in self.subjects:
+            keys[BASELINE] = (PROXY_KEY_ID, PROXY_SECRET)
         for name, (key_id, secret) in keys.items():
             status, _, body = http_get(self.subjects[name].base_url + ECHO_TARGET)
             echo = parse_echo(body.decode())
@@ -324,19 +365,23 @@ class Bench:
 
     def measure(self) -> Summary:
         summary = Summary([])
-        for name in (PROXY, REFERENCE):
+        measured = [name for name in (PROXY, BASELINE, REFERENCE) if name in self.subjects]
+        for name in measured:
             self.run(self.subjects[name], max(self.options.connections), self.options.warmup_s)
         for connections in self.options.connections:
             summary.runs.append(self.measured(DIRECT, connections))
             for _ in range(self.options.rounds):
-                for name in (PROXY, REFERENCE):
+                for name in measured:
                     summary.runs.append(self.measured(name, connections))
         return summary
 
     def measured(self, name: str, connections: int) -> Run:
         subject = self.subjects[name]
         pid = subject.pid
-        core = SUBJECT_CORE if (name != DIRECT and (name != PROXY or self.proxy_pinned)) else None
+        follows_proxy = name in (PROXY, BASELINE)
+        core = (
+            SUBJECT_CORE if (name != DIRECT and (not follows_proxy or self.proxy_pinned)) else None
+        )
         cpu_before = cpu_seconds(pid) if pid else 0.0
         cores_before = core_times()
         started = time.monotonic()
@@ -471,6 +516,11 @@ def code_version() -> str:
     dirty = run_quiet(["git", "-C", str(REPO), "status", "--porcelain", "--", "proxy"], 10)
     changes = " + uncommitted changes under proxy/" if dirty.stdout.strip() else ""
     return f"{head.stdout.strip()}{changes}"
+
+
+def rev_parse(ref: str) -> str:
+    found = run_quiet(["git", "-C", str(REPO), "rev-parse", "--short", ref], 10)
+    return found.stdout.strip() or "unknown"
 
 
 def interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from benchmarks.loadgen import LoadResult
 
 PROXY, REFERENCE, DIRECT = "proxy", "reference", "direct"
+BASELINE = "baseline"  # an earlier commit of the proxy (--baseline REF)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,10 @@ class Summary:
     def of(self, subject: str, connections: int) -> list[Run]:
         return [r for r in self.runs if r.subject == subject and r.connections == connections]
 
+    @property
+    def has_baseline(self) -> bool:
+        return any(r.subject == BASELINE for r in self.runs)
+
     def median(
         self, subject: str, connections: int, figure: Callable[[Run], float | None]
     ) -> float | None:
@@ -93,7 +98,12 @@ class Summary:
     def throughput_lines(self, c: int) -> list[str]:
         rps: dict[str, float | None] = {}
         lines = []
-        for subject in (PROXY, REFERENCE, DIRECT):
+        subjects = (
+            (PROXY, BASELINE, REFERENCE, DIRECT)
+            if self.has_baseline
+            else (PROXY, REFERENCE, DIRECT)
+        )
+        for subject in subjects:
             runs = self.of(subject, c)
             rps[subject] = median_of(runs, lambda r: r.load.rps)
             count = f" (median of {len(runs)})" if len(runs) > 1 else ""
@@ -102,6 +112,12 @@ class Summary:
         lines.append(
             f"c={c} ratio proxy/reference req/s: {fmt(ratio(rps[PROXY], rps[REFERENCE]), 2)}"
         )
+        if self.has_baseline:
+            lines.append(
+                f"c={c} ratio baseline/reference req/s: "
+                f"{fmt(ratio(rps[BASELINE], rps[REFERENCE]), 2)}; proxy/baseline: "
+                f"{fmt(ratio(rps[PROXY], rps[BASELINE]), 2)}"
+            )
         return lines
 
     def latency_lines(self, connection_counts: Sequence[int]) -> list[str]:
@@ -120,6 +136,9 @@ class Summary:
                     f"c=1 p50 added by proxy: {proxy - direct:.2f} ms "
                     f"(reference adds {reference - direct:.2f} ms; acceptance: at most 0.25 ms)"
                 )
+            baseline = self.median(BASELINE, 1, p50)
+            if direct is not None and baseline is not None:
+                lines.append(f"c=1 p50 added by baseline: {baseline - direct:.2f} ms")
         for c in connection_counts:
             if c < 32:
                 continue
@@ -140,6 +159,10 @@ class Summary:
             lines.append(
                 f"c={c} CPU per request proxy/reference: {fmt(proxy_cpu)} / {fmt(reference_cpu)} µs"
             )
+            if self.has_baseline:
+                lines.append(
+                    f"c={c} CPU per request baseline: {fmt(self.median(BASELINE, c, cpu))} µs"
+                )
             shares = [r.machine for r in self.of(PROXY, c) if r.machine is not None]
             if shares:  # unpinned: how much of the machine the proxy could have had
                 share = MachineShare(

@@ -86,7 +86,7 @@ def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
     for profile in settings.all_profiles.values():
         secrets += [profile.lwa.client_secret, profile.lwa.refresh_token]
         if profile.aws is not None:
-            secrets.append(profile.aws.secret_access_key)
+            secrets += [profile.aws.secret_access_key, profile.aws.session_token]
     for secret in secrets:
         if secret:
             redactor.add(secret.reveal(), configured=True)

@@ -261,6 +261,8 @@ SCHEMA: dict[str, Section] = {
             "secret_access_key": Key(
                 "str", "${AWS_SECRET_ACCESS_KEY:-}", optional=True, secret=True
             ),
+            # Temporary keys (ASIA…, from aws sso, aws-vault or a CI runner) only sign with it.
+            "session_token": Key("str", "${AWS_SESSION_TOKEN:-}", optional=True, secret=True),
             "role_arn": Key("str", "${SPAPI_ROLE_ARN:-}", optional=True, check=_check_role_arn),
             "role_session_name": Key("str", "spapi-proxy", check=_check_session_name),
             "sts_endpoint": Key("str", None, optional=True, check=_check_http_url),

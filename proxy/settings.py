@@ -92,6 +92,7 @@ class LwaSettings:
 class AwsSettings:
     access_key_id: str | None = None
     secret_access_key: Secret | None = None
+    session_token: Secret | None = None  # with temporary (ASIA…) keys
     role_arn: str | None = None
     role_session_name: str = "spapi-proxy"
     sts_endpoint: str | None = None

@@ -7,7 +7,8 @@ with backpressure, connect and read timeouts, and cancellation that never leaks 
 
     UpstreamHttpError            base; `origin` is scheme://host:port, never a header or body
     ├── UpstreamConnectError     connecting failed: refused, DNS, TLS handshake or verification
-    ├── UpstreamTimeoutError     connect timeout, or no data for `read_timeout_s` while waiting
+    ├── UpstreamTimeoutError     connect timeout, no answer head within `read_timeout_s` of
+    │                            sending, or a body silent for `read_timeout_s`
     └── UpstreamProtocolError    malformed answer, or the connection dropped mid-answer
 
 Requests are written as given: the caller supplies every header, `Host` and `Content-Length`
@@ -39,6 +40,7 @@ HIGH_WATER = 256 * 1024  # unread body bytes at which the socket stops being rea
 LOW_WATER = 64 * 1024  # ... and is read again
 MAX_HEAD = 64 * 1024  # status line + header fields, and the trailer section
 MAX_CHUNK_LINE = 4 * 1024
+MAX_INTERIM = 5  # 1xx answers before the final one; more is a server stalling in a loop
 JOINED_BODY = 64 * 1024  # bodies up to this size go out in the same write as the head
 BODY_PIECE = 256 * 1024  # larger ones in pieces of this size, waiting for the socket to drain
 
@@ -120,8 +122,8 @@ class UpstreamPool:
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._open: set[_Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
-        # Read timeouts: one watchdog for the pool instead of a timer per request (a timer
-        # per request cost ~3 % of the proxy's CPU). A silence is noticed within one tick.
+        # Head deadlines and body silences: one watchdog for the pool, not a timer per request
+        # (a timer per request cost ~3 % of the proxy's CPU). Noticed within one tick.
         self._watched: set[_Connection] = set()
         self._watchdog: asyncio.TimerHandle | None = None
         self._tick_s = min(1.0, read_timeout_s / 4)
@@ -158,7 +160,7 @@ class UpstreamPool:
     def _check_silences(self) -> None:
         self._watchdog = None
         now = self._loop.time()
-        for conn in [c for c in self._watched if c.silent_too_long(now)]:
+        for conn in [c for c in self._watched if c.overdue(now)]:
             self._watched.discard(conn)
             conn.time_out()
         if self._watched:
@@ -386,10 +388,12 @@ class _Connection(asyncio.Protocol):
         "_drain",
         "_eof",
         "_failure",
+        "_head_deadline",
         "_head_only",
         "_head_waiter",
         "_headers",
         "_in_use",
+        "_interim",
         "_keep_alive",
         "_last_data",
         "_loop",
@@ -428,6 +432,8 @@ class _Connection(asyncio.Protocol):
         self._head_only = False
         self._reused = False
         self._head_waiter: asyncio.Future[None] | None = None
+        self._head_deadline = 0.0  # loop time the final head must be in by; 0 once it is
+        self._interim = 0
         self._status = 0
         self._reason = ""
         self._headers = _EMPTY_HEADERS
@@ -545,7 +551,11 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._head_waiter = waiter
+        self._interim = 0
         self._arm_timer()
+        # A deadline, not a silence: a head dripped a byte at a time must not hold the
+        # connection (and the caller) any longer than a silent server would.
+        self._head_deadline = self._last_data + self._pool.read_timeout_s
         try:
             if not body:
                 transport.write(head)
@@ -561,6 +571,7 @@ class _Connection(asyncio.Protocol):
             raise
         finally:
             self._head_waiter = None
+            self._head_deadline = 0.0
             self._cancel_timer()
         return UpstreamResponse(self, self._status, self._reason, self._headers)
 
@@ -711,12 +722,17 @@ class _Connection(asyncio.Protocol):
     def _cancel_timer(self) -> None:
         self._pool.unwatch(self)
 
-    def silent_too_long(self, now: float) -> bool:
-        return now - self._last_data >= self._pool.read_timeout_s
+    def overdue(self, now: float) -> bool:
+        deadline = self._head_deadline or self._last_data + self._pool.read_timeout_s
+        return now >= deadline
 
     def time_out(self) -> None:
         pool = self._pool
-        self._fail(UpstreamTimeoutError(pool.origin, f"sent nothing for {pool.read_timeout_s:g} s"))
+        if self._head_deadline:
+            what = f"sent no complete answer head within {pool.read_timeout_s:g} s"
+        else:
+            what = f"sent nothing for {pool.read_timeout_s:g} s"
+        self._fail(UpstreamTimeoutError(pool.origin, what))
 
     # failures
 
@@ -845,9 +861,14 @@ class _Connection(asyncio.Protocol):
         fields = data[line_end + 2 : at].decode("utf-8", "surrogateescape")
         headers: CIMultiDict[str] = CIMultiDict(field_pairs(fields) if fields else ())
         body_at = at + 4
+        if not 100 <= status <= 599:
+            raise self._protocol_error("sent a status outside 100-599")
         if status < 200:
             if status == 101:
                 raise self._protocol_error("switched protocols without being asked to")
+            self._interim += 1
+            if self._interim > MAX_INTERIM:
+                raise self._protocol_error(f"sent more than {MAX_INTERIM} interim (1xx) answers")
             return body_at  # interim answer (100 Continue, 103 Early Hints): skipped
         keep_alive = minor == b"1"
         connection = headers.getall("Connection", ())
@@ -857,6 +878,7 @@ class _Connection(asyncio.Protocol):
                 if "close" in (token.strip().lower() for token in value.split(",")):
                     keep_alive = False
         self._keep_alive = keep_alive
+        self._head_deadline = 0.0  # from here on, the body's silences are what is watched
         state = self._framing(headers, minor, status)
         self._status = status
         self._reason = reason.decode("utf-8", "surrogateescape") if reason else ""

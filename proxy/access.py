@@ -11,7 +11,7 @@ from cachetools import LRUCache
 
 from proxy.credentials.refreshable import Expiring, Refreshable
 from proxy.credentials.store import CredentialStore
-from proxy.headers import CLIENT_RDT_HEADER, DATA_ELEMENTS_HEADER
+from proxy.headers import ACCESS_TOKEN_HEADER, CLIENT_RDT_HEADER, DATA_ELEMENTS_HEADER, RDT_PREFIX
 from proxy.operations import Operation
 from proxy.secret import Secret
 
@@ -32,7 +32,7 @@ class Grant(NamedTuple):
 class Wanted(NamedTuple):
     """What the client asked for in the proxy's own request headers."""
 
-    client_rdt: str | None  # x-spapi-rdt: forwarded as is
+    client_rdt: str | None  # x-spapi-rdt, or an RDT in x-amz-access-token: forwarded as is
     data_elements: tuple[str, ...]  # x-spapi-data-elements, e.g. ("buyerInfo", "shippingAddress")
 
 
@@ -95,8 +95,17 @@ class AccessTokens:
 
 
 def wanted_from(headers: Mapping[str, str]) -> Wanted:
-    """The client's x-spapi-rdt and x-spapi-data-elements headers, normalised."""
+    """The client's RDT and x-spapi-data-elements header, normalised.
+
+    The client's RDT is x-spapi-rdt, or else an RDT in x-amz-access-token: an SDK that fetched
+    one itself sends it there, and replacing it with the LWA token would make SP-API leave the
+    personal data out without an error. Any other token there is the proxy's to replace.
+    """
     rdt = headers.get(CLIENT_RDT_HEADER) or None
+    if rdt is None:
+        token = headers.get(ACCESS_TOKEN_HEADER)
+        if token is not None and token.startswith(RDT_PREFIX):
+            rdt = token
     raw_elements = headers.get(DATA_ELEMENTS_HEADER) or ""
     if rdt is None and not raw_elements:
         return NOTHING_WANTED  # nearly every request

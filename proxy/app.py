@@ -20,7 +20,7 @@ from proxy.errors import (
     ProxyUnauthorized,
     RequestTooLarge,
 )
-from proxy.forward import REQUEST_ID, not_a_path
+from proxy.forward import REQUEST_ID, Sleep, not_a_path
 from proxy.headers import PROFILE_HEADER
 from proxy.logging_setup import write_access_line
 from proxy.metrics import ProxyMetrics
@@ -49,13 +49,14 @@ def create_app(
     settings: Settings,
     clock: Callable[[], float] = time.time,
     redactor: Redactor | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[METRICS] = ProxyMetrics()
     app[REDACTOR] = redactor or Redactor()
     register_config_secrets(app[REDACTOR], settings)
-    app.cleanup_ctx.append(lambda app: run_profiles(app, clock))
+    app.cleanup_ctx.append(lambda app: run_profiles(app, clock, sleep))
     app.router.add_get("/_proxy/health", health)
     app.router.add_get("/_proxy/ready", ready)
     app.router.add_get("/_proxy/metrics", metrics)
@@ -66,7 +67,9 @@ def create_app(
     return app
 
 
-async def run_profiles(app: web.Application, clock: Callable[[], float]) -> AsyncIterator[None]:
+async def run_profiles(
+    app: web.Application, clock: Callable[[], float], sleep: Sleep = asyncio.sleep
+) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     operations = OperationIndex()
     async with AsyncExitStack() as stack:
@@ -74,7 +77,7 @@ async def run_profiles(app: web.Application, clock: Callable[[], float]) -> Asyn
         for name, profile in settings.all_profiles.items():
             runtimes[name] = await stack.enter_async_context(
                 running_profile(
-                    profile, settings, operations, app[METRICS], clock, app[REDACTOR].add
+                    profile, settings, operations, app[METRICS], clock, app[REDACTOR].add, sleep
                 )
             )
         app[PROFILES] = runtimes

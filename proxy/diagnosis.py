@@ -58,16 +58,16 @@ TOKEN_EXPIRED = (
     "this machine's clock (NTP), or the token was revoked; run spapi-proxy doctor"
 )
 CLIENT_RDT_EXPIRED = (
-    "The restricted data token you sent in x-spapi-rdt has expired (RDTs live an hour): get a "
-    "new one, or drop x-spapi-rdt and let the proxy fetch it"
+    "The restricted data token you sent (x-spapi-rdt, or an RDT in x-amz-access-token) has "
+    "expired (RDTs live an hour): get a new one, or send none and let the proxy fetch it"
 )
 TOKEN_REVOKED = (
     "SP-API refused a freshly fetched token as revoked or invalid: the seller may have revoked "
     "the app, or the refresh token is for another app or region; re-authorize, check the region"
 )
 CLIENT_RDT_REVOKED = (
-    "SP-API refused the restricted data token you sent in x-spapi-rdt as revoked or invalid: "
-    "get a new one for this app and region, or drop x-spapi-rdt and let the proxy fetch it"
+    "SP-API refused the restricted data token you sent (x-spapi-rdt or x-amz-access-token) as "
+    "revoked or invalid: get one for this app and region, or send none and let the proxy fetch it"
 )
 CLIENT_SECRET_ROTATED = (
     "The app's LWA client secret expired or was rotated: put the new secret from the Developer "
@@ -90,8 +90,8 @@ GRANTLESS_REFUSED = (
     "this API (e.g. Notifications) in the Developer Console"
 )
 CLIENT_RDT_NOT_COVERING = (
-    "The restricted data token in x-spapi-rdt does not cover this method and path (or its "
-    "dataElements): get one for exactly this call, or drop x-spapi-rdt"
+    "The restricted data token you sent (x-spapi-rdt or x-amz-access-token) does not cover this "
+    "method and path (or its dataElements): get one for exactly this call, or send none"
 )
 RDT_REFUSED = (
     "SP-API refused the restricted data token the proxy got for this call: check that the app "
@@ -258,23 +258,57 @@ def denied_hint(exchange: Exchange) -> str:
 # --- reading the body -------------------------------------------------------------------------
 
 
+GZIP_WBITS = 16 + zlib.MAX_WBITS
+ZLIB_WBITS = zlib.MAX_WBITS
+RAW_DEFLATE_WBITS = -zlib.MAX_WBITS
+
+
 def body_text(body: bytes) -> str:
     return inflate(body[:BODY_HEAD_BYTES]).decode("utf-8", errors="replace")
 
 
-def inflate(body: bytes) -> bytes:
-    """The body decompressed when it is gzip or zlib: the proxy streams Amazon's bytes back with
-    their Content-Encoding, so an error body may arrive compressed. Bounded, so no bomb."""
-    if body[:2] == b"\x1f\x8b":
-        wbits = 16 + zlib.MAX_WBITS
-    elif len(body) >= 2 and body[0] == 0x78 and (body[0] * 256 + body[1]) % 31 == 0:
-        wbits = zlib.MAX_WBITS
+def decoded_head(body: bytes, content_encoding: str) -> bytes:
+    """The start of an answer body decoded as its Content-Encoding says, for reading only.
+
+    The proxy passes Amazon's bytes on with their Content-Encoding, so an error body a client
+    asked to be compressed arrives compressed. At most BODY_HEAD_BYTES come out however much
+    the input inflates (no decompression bomb); a body that is not gzip or deflate, or does
+    not decode, is returned as sent.
+    """
+    coding = content_encoding.strip().lower()
+    if coding in ("gzip", "x-gzip"):
+        attempts: tuple[int, ...] = (GZIP_WBITS,)
+    elif coding == "deflate":
+        # RFC 9110's deflate is zlib-wrapped; some servers send the raw stream.
+        attempts = (ZLIB_WBITS, RAW_DEFLATE_WBITS)
     else:
         return body
+    for wbits in attempts:
+        decoded = inflated(body, wbits)
+        if decoded is not None:
+            return decoded
+    return body
+
+
+def inflate(body: bytes) -> bytes:
+    """The body decompressed when its first bytes say gzip or zlib, for callers that build an
+    Exchange with no Content-Encoding to go by; a body already decoded passes as is."""
+    if body[:2] == b"\x1f\x8b":
+        wbits = GZIP_WBITS
+    elif len(body) >= 2 and body[0] == 0x78 and (body[0] * 256 + body[1]) % 31 == 0:
+        wbits = ZLIB_WBITS
+    else:
+        return body
+    decoded = inflated(body, wbits)
+    return body if decoded is None else decoded
+
+
+def inflated(body: bytes, wbits: int) -> bytes | None:
+    """At most BODY_HEAD_BYTES of `body` decompressed, or None when it is not that format."""
     try:
         return zlib.decompressobj(wbits).decompress(body, BODY_HEAD_BYTES)
     except zlib.error:
-        return body
+        return None
 
 
 def amazon_errors(text: str) -> list[AmazonError]:

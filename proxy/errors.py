@@ -69,10 +69,15 @@ class QuotaExceeded(ProxyError):
     """Same code as Amazon's own 429, so clients handle both alike; x-spapi-proxy-error tells."""
 
     status, code = 429, "QuotaExceeded"
+    # The proxy's bucket may follow a rate Amazon no longer applies; a client that comes back
+    # within a minute costs at most another local answer.
+    MAX_RETRY_AFTER_S = 60.0
 
     def __init__(self, message: str, details: str, retry_after_s: float) -> None:
         super().__init__(message, details)
-        self.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+        if math.isnan(retry_after_s) or retry_after_s > self.MAX_RETRY_AFTER_S:
+            retry_after_s = self.MAX_RETRY_AFTER_S
+        self.headers["Retry-After"] = str(max(1, math.ceil(max(0.0, retry_after_s))))
 
 
 class UpstreamUnreachable(ProxyError):

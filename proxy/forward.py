@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from urllib.parse import unquote
 
 from aiohttp import HttpVersion11, web
@@ -19,6 +19,7 @@ from proxy.diagnosis import (
     HINT_HEADER,
     Exchange,
     client_token_header_of,
+    decoded_head,
     hint_for,
 )
 from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge, UpstreamUnreachable
@@ -32,7 +33,7 @@ from proxy.headers import (
 from proxy.httpclient import UpstreamHttpError, UpstreamResponse
 from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
-from proxy.ratelimit import RateLimiter, backoff_delay
+from proxy.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
 from proxy.settings import RateLimitSettings
 from proxy.upstream import OutgoingRequest, Upstream
 
@@ -48,6 +49,9 @@ REJECTED_TOKEN_DETAILS = (
     "access token you provided is revoked, malformed or invalid",
 )
 RETRY_BASE_S = 1.0  # the official SDKs' 429 backoff: 1 s x 2^n plus jitter (FACTS.md §7)
+RATE_LIMIT_HEADER = "x-amzn-RateLimit-Limit"
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Forwarder:
@@ -61,6 +65,7 @@ class Forwarder:
         limiter: RateLimiter | None,
         rate_limits: RateLimitSettings,
         max_body_bytes: int,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._upstream = upstream
         self._access = access
@@ -68,6 +73,8 @@ class Forwarder:
         self._limiter = limiter
         self._rate_limits = rate_limits
         self._max_body = max_body_bytes
+        # Injected like the clock, so tests of waits and backoff need not wait.
+        self._sleep = sleep
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         outgoing = await self._outgoing(request)
@@ -96,7 +103,9 @@ class Forwarder:
         # Amazon refused the token before acting on the request, so a replay with a new
         # token is safe for any method (PRODUCT.md "Tokens").
         head = await read_head(upstream)
-        rejected = upstream.content.at_eof() and token_was_rejected(head)
+        rejected = upstream.content.at_eof() and token_was_rejected(
+            decoded_head(head, upstream.headers.get("Content-Encoding", ""))
+        )
         if not (rejected and self._access.rejected(grant)):
             return grant, upstream, head
         logger.info("SP-API rejected the %s token; fetching a new one and retrying", grant.kind)
@@ -134,7 +143,7 @@ class Forwarder:
             logger.info(
                 "SP-API answered 429; retry %d of %d in %.1f s", attempt + 1, retries, delay
             )
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _take_quota(self, op: Operation | None, limiter: RateLimiter) -> None:
@@ -143,12 +152,23 @@ class Forwarder:
         if wait is None:
             raise quota_exceeded(op, limiter.retry_after(key), self._rate_limits.max_wait_s)
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
 
     def _observe_rate_limit(self, op: Operation | None, upstream: UpstreamResponse) -> None:
-        limit = upstream.headers.get("x-amzn-RateLimit-Limit")
-        if limit and self._limiter is not None:
-            self._limiter.observe_limit(quota_key(op), limit)
+        if self._limiter is None:
+            return
+        limit = upstream.headers.get(RATE_LIMIT_HEADER)
+        if limit and self._limiter.observe_limit(quota_key(op), limit):
+            # Said once per operation: the same bad value usually comes on every answer.
+            logger.warning(
+                "Ignoring %s %r from SP-API for %s: not a rate from %g to %g requests/s; "
+                "the operation keeps its current limit",
+                RATE_LIMIT_HEADER,
+                limit[:32],
+                operation_name(op),
+                MIN_LIMIT_PER_S,
+                MAX_LIMIT_PER_S,
+            )
 
 
 def needs_diagnosis(upstream: UpstreamResponse) -> bool:
@@ -176,7 +196,8 @@ def exchange_of(
         operation_grantless=op is not None and op.grantless_scope is not None,
         status=upstream.status,
         content_type=upstream.headers.get("Content-Type", ""),
-        body_head=head,
+        # The client gets the bytes as sent; the diagnosis reads them decoded (bounded).
+        body_head=decoded_head(head, upstream.headers.get("Content-Encoding", "")),
     )
 
 
@@ -186,8 +207,13 @@ def quota_key(op: Operation | None) -> Hashable:
     return None if op is None else (op.api, op.name)
 
 
+def operation_name(op: Operation | None) -> str:
+    return f"{op.name} ({op.api})" if op else "an unknown operation"
+
+
 def quota_exceeded(op: Operation | None, retry_after_s: float, max_wait_s: float) -> QuotaExceeded:
     name = f"{op.name} ({op.api})" if op else "This operation"
+    retry_after_s = min(QuotaExceeded.MAX_RETRY_AFTER_S, retry_after_s)  # NaN gives the cap
     return QuotaExceeded(
         f"{name} is over its rate limit; waiting would take longer than "
         f"{max_wait_s:g} s (rate_limits.max_wait_s). The proxy answered instead of Amazon, so "

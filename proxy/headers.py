@@ -25,6 +25,10 @@ HOP_BY_HOP = frozenset(
 PROFILE_HEADER = "x-spapi-profile"
 CLIENT_RDT_HEADER = "x-spapi-rdt"
 DATA_ELEMENTS_HEADER = "x-spapi-data-elements"
+# The header SP-API reads its token from. A client's copy is dropped like every owned header,
+# but an RDT in it is the client's RDT: SDKs put the RDT they fetched there.
+ACCESS_TOKEN_HEADER = "x-amz-access-token"
+RDT_PREFIX = "Atz.sprdt|"
 
 # The proxy sets these itself; a client's copy is dropped so it can't be forwarded twice
 # or override the signed value.
@@ -32,7 +36,7 @@ OWNED = frozenset(
     {
         "host",
         "authorization",
-        "x-amz-access-token",
+        ACCESS_TOKEN_HEADER,
         "x-amzn-access-token",
         "x-amz-security-token",
         "x-amz-date",

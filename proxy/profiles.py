@@ -4,6 +4,7 @@ failing credentials never touch another's."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +15,7 @@ import aiohttp
 
 from proxy.access import AccessTokens
 from proxy.credentials.store import CredentialStore
-from proxy.forward import Forwarder
+from proxy.forward import Forwarder, Sleep
 from proxy.httpclient import UpstreamPool
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
@@ -43,6 +44,7 @@ async def running_profile(
     metrics: ProxyMetrics,
     clock: Callable[[], float] = time.time,
     on_new_secret: Callable[[str], None] | None = None,
+    sleep: Sleep = asyncio.sleep,
 ) -> AsyncIterator[ProfileRuntime]:
     async with upstream_session(profile) as session, upstream_pool(profile) as pool:
         credentials = CredentialStore(
@@ -59,6 +61,7 @@ async def running_profile(
             rate_limiter(profile, settings, clock),
             settings.rate_limits,
             settings.listen.max_body_bytes,
+            sleep,
         )
         yield ProfileRuntime(profile, credentials, access, forwarder)
 

@@ -31,6 +31,17 @@ SANDBOX_BURST = 15
 # 1.7e9 the clock itself only resolves ~0.2 µs). Waits shorter than this are rounding, not
 # throttling: report them as 0.0 ("go now") rather than as a sleep of a few nanoseconds.
 _ROUNDING_S = 1e-6
+# The x-amzn-RateLimit-Limit values taken as a rate. SP-API's plans run from 0.0056/s to 80/s;
+# outside this range a value is a broken or hostile answer, and following it would either stop
+# an operation for days (nothing then reaches Amazon, so no corrected value could ever arrive)
+# or switch the limit off.
+MIN_LIMIT_PER_S = 0.0001
+MAX_LIMIT_PER_S = 10_000.0
+# A bucket refills at least a token this often, whatever the plan, share or header says: the
+# longest anyone waits for a token is bounded, and at least one request in this time reaches
+# Amazon, whose answer can correct the rate. Above the slowest plan (0.0056/s, one token every
+# 180 s) even split between 16 workers.
+SLOWEST_REFILL_S = 3600.0
 
 Clock = Callable[[], float]
 
@@ -45,11 +56,15 @@ class TokenBucket:
     def __init__(self, rate_per_s: float, burst: float, clock: Clock) -> None:
         if not rate_per_s > 0 or not burst >= 1:
             raise ValueError(f"need rate > 0 and burst >= 1, got {rate_per_s} and {burst}")
-        self.rate_per_s = rate_per_s
+        self.rate_per_s = _bounded_rate(rate_per_s)
         self.burst = float(burst)
         self._clock = clock
         self._tokens = self.burst
         self._updated = clock()
+        # The last x-amzn-RateLimit-Limit value seen (nearly every answer repeats it: one string
+        # comparison then), and whether an unusable one was reported yet.
+        self.seen_limit: str | None = None
+        self.refused_limit = False
 
     def reserve(self, max_wait_s: float) -> float | None:
         """Take one token now or later: the seconds to wait, or None (nothing taken) if too long."""
@@ -70,7 +85,7 @@ class TokenBucket:
         if not rate_per_s > 0:
             raise ValueError(f"need rate > 0, got {rate_per_s}")
         self._refill()
-        self.rate_per_s = rate_per_s
+        self.rate_per_s = _bounded_rate(rate_per_s)
 
     def _refill(self) -> None:
         now = self._clock()
@@ -132,19 +147,27 @@ class RateLimiter:
             bucket = self._buckets[key] = TokenBucket(*limits, self._clock)
         return bucket.reserve(max_wait_s)
 
-    def observe_limit(self, key: Hashable, header_value: str) -> None:
+    def observe_limit(self, key: Hashable, header_value: str) -> bool:
         """Apply an ``x-amzn-RateLimit-Limit`` value (requests/s, e.g. ``0.0167``) to a bucket.
 
-        Values that are not a positive finite number are ignored: the header is best effort.
-        The value is the whole application's rate, so this worker takes its ``share`` of it.
+        Values that are not a number from ``MIN_LIMIT_PER_S`` to ``MAX_LIMIT_PER_S`` are
+        ignored: the header is best effort. Returns True the first time a bucket gets such a
+        value, so the caller can say so once rather than on every answer. The value is the
+        whole application's rate, so this worker takes its ``share`` of it.
         """
         bucket = self._buckets.get(key)
+        if bucket is None or header_value == bucket.seen_limit:
+            return False
+        bucket.seen_limit = header_value
         rate = _parse_rate(header_value)
-        if bucket is None or rate is None:
-            return
+        if rate is None:
+            first = not bucket.refused_limit
+            bucket.refused_limit = True
+            return first
         rate *= self._share
         if not math.isclose(rate, bucket.rate_per_s):
             bucket.adjust_rate(rate)
+        return False
 
     def retry_after(self, key: Hashable) -> float:
         """Seconds until ``key``'s bucket has a token (0.0 for keys without a bucket)."""
@@ -167,7 +190,12 @@ def _parse_rate(header_value: str) -> float | None:
         rate = float(header_value.strip())
     except ValueError:
         return None
-    return rate if math.isfinite(rate) and rate > 0 else None
+    # NaN compares false, so it is refused here too
+    return rate if MIN_LIMIT_PER_S <= rate <= MAX_LIMIT_PER_S else None
+
+
+def _bounded_rate(rate_per_s: float) -> float:
+    return max(rate_per_s, 1.0 / SLOWEST_REFILL_S)
 
 
 _JITTER = random.Random()  # one generator: seeding a new one costs a getrandom() syscall

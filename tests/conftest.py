@@ -27,6 +27,7 @@ from proxy.settings import (
 )
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, running_moto_sts
+from tests.support.sleeper import FakeSleeper
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 ORDERS_TEST_CASE_200 = "/orders/v0/orders?CreatedAfter=TEST_CASE_200&MarketplaceIds=ATVPDKIKX0DER"
@@ -111,12 +112,18 @@ StartProxy = Callable[[Settings], Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def start_proxy(clock: FakeClock) -> AsyncIterator[StartProxy]:
+def sleeper(clock: FakeClock) -> FakeSleeper:
+    """The proxy's waits (rate limits, 429 backoff) move the fake clock instead of sleeping."""
+    return FakeSleeper(clock)
+
+
+@pytest.fixture
+async def start_proxy(clock: FakeClock, sleeper: FakeSleeper) -> AsyncIterator[StartProxy]:
     """Starts the proxy on a free port through the same listener the CLI uses."""
     running: list[RunningServer] = []
 
     async def start(settings: Settings) -> RunningServer:
-        app: web.Application = create_app(settings, clock=clock)
+        app: web.Application = create_app(settings, clock=clock, sleep=sleeper)
         server = await start_server(app, "127.0.0.1", 0, drain_timeout_s=1.0)
         running.append(server)
         return server

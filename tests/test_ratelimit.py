@@ -6,9 +6,10 @@ import random
 
 import pytest
 
+from proxy.errors import QuotaExceeded
 from proxy.operations import Operation, OperationIndex
 from proxy.profiles import rate_limiter
-from proxy.ratelimit import RateLimiter, TokenBucket, backoff_delay
+from proxy.ratelimit import SLOWEST_REFILL_S, RateLimiter, TokenBucket, backoff_delay
 from proxy.secret import Secret
 from proxy.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.support.clock import FakeClock
@@ -187,6 +188,60 @@ def test_observe_limit_ignores_junk(clock: FakeClock, junk: str) -> None:
     limiter.observe_limit("no-bucket", "1.0")
     assert limiter.retry_after("k") == pytest.approx(2.0)
     assert len(limiter) == 1
+
+
+@pytest.mark.parametrize("value", ["5e-324", "1e-9", "0.00009", "10001", "1e300", "fast"])
+def test_observe_limit_ignores_values_outside_a_sane_range_and_says_so_once(
+    clock: FakeClock, value: str
+) -> None:
+    limiter = RateLimiter(clock)
+    for _ in range(30):
+        limiter.reserve("k", GET_ORDER, 0.0)
+    assert limiter.observe_limit("k", value) is True  # the caller warns
+    assert limiter.observe_limit("k", value) is False  # the same value again: no second warning
+    assert limiter.observe_limit("k", "-3") is False  # another bad one: still said once
+    assert limiter.retry_after("k") == pytest.approx(2.0)  # getOrder's 0.5/s, unchanged
+    assert limiter.observe_limit("k", "1.0") is False  # a good value still applies
+    assert limiter.retry_after("k") == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("value", "rate"), [("0.0001", 1 / SLOWEST_REFILL_S), ("10000", 1e4)])
+def test_observe_limit_takes_the_range_edges(clock: FakeClock, value: str, rate: float) -> None:
+    limiter = RateLimiter(clock)
+    limiter.reserve("k", GET_ORDER, 0.0)
+    assert limiter.observe_limit("k", value) is False
+    for _ in range(29):
+        limiter.reserve("k", GET_ORDER, 0.0)
+    assert limiter.retry_after("k") == pytest.approx(1 / rate)
+
+
+@pytest.mark.parametrize("rate", [1e-300, 1e-9, 1e-4])
+def test_a_bucket_refills_at_least_a_token_an_hour(clock: FakeClock, rate: float) -> None:
+    bucket = TokenBucket(rate, 1, clock)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.retry_after() == pytest.approx(SLOWEST_REFILL_S)
+    clock.advance(SLOWEST_REFILL_S)
+    assert bucket.reserve(0.0) == 0.0
+    bucket.adjust_rate(1e-300)
+    assert bucket.retry_after() == pytest.approx(SLOWEST_REFILL_S)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"),
+    [
+        (0.0, "1"),
+        (0.2, "1"),
+        (59.5, "60"),
+        (61.0, "60"),
+        (1e9, "60"),
+        (float("inf"), "60"),
+        (float("nan"), "60"),
+    ],
+)
+def test_a_local_429s_retry_after_is_between_one_second_and_a_minute(
+    seconds: float, header: str
+) -> None:
+    assert QuotaExceeded("over", "wait", seconds).headers["Retry-After"] == header
 
 
 def test_bucket_count_is_bounded(clock: FakeClock) -> None:

@@ -25,6 +25,7 @@ from tests.conftest import (
 )
 from tests.support.clock import FakeClock
 from tests.support.rawhttp import RawResponse, build_request, raw_request
+from tests.support.sleeper import FakeSleeper
 
 ADDRESS = "/orders/v0/orders/TEST_CASE_200/address"
 DESTINATIONS = "/notifications/v1/destinations"
@@ -137,14 +138,14 @@ async def test_burst_is_respected_and_the_rest_get_the_proxys_own_429(
 
 
 async def test_upstream_429_is_retried_with_backoff_until_it_succeeds(
-    aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
+    aiohttp_server: ServerFactory, clock: FakeClock, sleeper: FakeSleeper, start_proxy: StartProxy
 ) -> None:
     seen: list[float] = []
 
     @web.middleware
     async def throttle_twice(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/orders/"):
-            seen.append(time.monotonic())
+            seen.append(clock.now)
             if len(seen) <= 2:
                 quota = {
                     "errors": [
@@ -164,13 +165,17 @@ async def test_upstream_429_is_retried_with_backoff_until_it_succeeds(
     settings = settings_for(emulator, config)
     proxy = await start_proxy(dataclasses.replace(settings, rate_limits=RateLimitSettings()))
 
+    started = time.monotonic()
     response = await call(proxy.port, ORDERS_TEST_CASE_200)
 
     assert response.status == 200
     assert len(seen) == 3
-    first_gap, second_gap = seen[1] - seen[0], seen[2] - seen[1]
-    assert 1.0 <= first_gap < 1.5  # 1 s plus up to 25 % jitter
-    assert 2.0 <= second_gap < 3.0  # 2 s plus up to 25 % jitter
+    first_delay, second_delay = sleeper.delays
+    assert 1.0 <= first_delay <= 1.25  # 1 s plus up to 25 % jitter
+    assert 2.0 <= second_delay <= 2.5  # 2 s plus up to 25 % jitter
+    # The requests went upstream that far apart on the proxy's clock, yet nobody waited.
+    assert [seen[1] - seen[0], seen[2] - seen[1]] == pytest.approx(sleeper.delays)
+    assert time.monotonic() - started < 3.0  # the delays alone add up to at least 3 s
 
 
 async def test_two_profiles_reach_their_own_hosts_with_their_own_tokens(

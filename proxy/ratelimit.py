@@ -39,8 +39,8 @@ MIN_LIMIT_PER_S = 0.0001
 MAX_LIMIT_PER_S = 10_000.0
 # A bucket refills at least a token this often, whatever the plan, share or header says: the
 # longest anyone waits for a token is bounded, and at least one request in this time reaches
-# Amazon, whose answer can correct the rate. Above the slowest plan (0.0056/s, one token every
-# 180 s) even split between 16 workers.
+# Amazon, whose answer can correct the rate. Longer than the slowest plan's interval (0.0056/s,
+# a token every 180 s) even when 16 workers split it (48 min).
 SLOWEST_REFILL_S = 3600.0
 
 Clock = Callable[[], float]

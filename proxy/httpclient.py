@@ -41,6 +41,7 @@ LOW_WATER = 64 * 1024  # ... and is read again
 MAX_HEAD = 64 * 1024  # status line + header fields, and the trailer section
 MAX_CHUNK_LINE = 4 * 1024
 MAX_INTERIM = 5  # 1xx answers before the final one; more is a server stalling in a loop
+MAX_FIELDS = 100  # header fields in a head (aiohttp's client has the same limit)
 JOINED_BODY = 64 * 1024  # bodies up to this size go out in the same write as the head
 BODY_PIECE = 256 * 1024  # larger ones in pieces of this size, waiting for the socket to drain
 
@@ -859,7 +860,10 @@ class _Connection(asyncio.Protocol):
         minor, code, reason = status_line.groups()
         status = int(code)
         fields = data[line_end + 2 : at].decode("utf-8", "surrogateescape")
-        headers: CIMultiDict[str] = CIMultiDict(field_pairs(fields) if fields else ())
+        pairs = field_pairs(fields) if fields else []
+        if len(pairs) > MAX_FIELDS:
+            raise self._protocol_error(f"sent more than {MAX_FIELDS} header fields")
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         body_at = at + 4
         if not 100 <= status <= 599:
             raise self._protocol_error("sent a status outside 100-599")
@@ -910,7 +914,9 @@ class _Connection(asyncio.Protocol):
         if content_length is not None:
             self._remaining = content_length_of(content_length)
             if self._remaining < 0:
-                raise self._protocol_error("sent an invalid Content-Length")
+                raise self._protocol_error("sent an invalid or conflicting Content-Length")
+            if len(content_length) > 1 or "," in content_length[0]:
+                one_content_length(headers, self._remaining)
             return _LENGTH if self._remaining else _DONE
         self._keep_alive = False
         return _UNTIL_CLOSE
@@ -1075,6 +1081,19 @@ def content_length_of(values: list[str]) -> int:
     if not (length.isascii() and length.isdigit()) or len(length) > 18:
         return -1
     return int(length)
+
+
+def one_content_length(headers: CIMultiDict[str], length: int) -> None:
+    """Repeated equal lengths ("2, 2", or the field twice) become one field where the first was:
+    passed on as they came, they would reach the client as a framing it may reject."""
+    pairs = list(headers.items())
+    headers.clear()
+    for name, value in pairs:
+        if name.lower() != "content-length":
+            headers.add(name, value)
+        elif length >= 0:
+            headers.add(name, str(length))
+            length = -1
 
 
 def is_ip_literal(host: str) -> bool:

@@ -17,6 +17,7 @@ from proxy.errors import RdtRejected, UpstreamTimeout, UpstreamUnreachable
 from proxy.httpclient import (
     UpstreamHttpError,
     UpstreamPool,
+    UpstreamProtocolError,
     UpstreamResponse,
     UpstreamTimeoutError,
 )
@@ -79,6 +80,12 @@ class Upstream:
             raise UpstreamTimeout(
                 f"SP-API did not answer within {self._timeout_s:g} s (upstream.timeout_s).",
                 "Retry later, or raise upstream.timeout_s for slow operations such as reports.",
+            ) from None
+        except UpstreamProtocolError as error:
+            raise UpstreamUnreachable(
+                f"The answer of SP-API at {self.base_url} could not be read: it {error.what}.",
+                "Retry the request; if it keeps happening, check what sits between the proxy "
+                "and the upstream (upstream.endpoint, a middlebox).",
             ) from None
         except UpstreamHttpError as error:
             raise UpstreamUnreachable(

@@ -196,3 +196,50 @@ async def test_two_trickling_answers_block_the_pool_only_until_their_deadline(
     assert response.body == b"{}"
     assert time.monotonic() - started < TIMEOUT_S + MARGIN_S
     assert [(await task).status for task in slow] == [504, 504]
+
+
+async def test_content_length_2_comma_2_reaches_the_client_as_one_length(
+    emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+) -> None:
+    async def listed_twice(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    upstream = await hostile(listed_twice)
+    proxy = await start_proxy(settings_against(emulator, upstream))
+    response, _ = await fetch(proxy.port)
+    assert response.status == 200
+    assert response.body == b"{}"
+    assert [value for name, value in response.headers if name.lower() == "content-length"] == ["2"]
+
+
+async def test_content_lengths_that_disagree_are_502_upstream_unreachable(
+    emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+) -> None:
+    async def disagreeing(head: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}")
+        await writer.drain()
+
+    upstream = await hostile(disagreeing)
+    proxy = await start_proxy(settings_against(emulator, upstream))
+    response, _ = await fetch(proxy.port)
+    assert response.status == 502
+    assert error_code(response) == "UpstreamUnreachable"
+    message = json.loads(response.body)["errors"][0]["message"]
+    assert "Content-Length" in message
+    assert "Could not connect" not in message  # it did connect; the answer was at fault
+
+
+async def test_a_head_of_more_than_100_fields_is_502(
+    emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+) -> None:
+    async def crowded(head: bytes, writer: asyncio.StreamWriter) -> None:
+        fields = b"".join(b"X-F%d: v\r\n" % n for n in range(150))
+        writer.write(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    upstream = await hostile(crowded)
+    proxy = await start_proxy(settings_against(emulator, upstream))
+    response, _ = await fetch(proxy.port)
+    assert response.status == 502
+    assert error_code(response) == "UpstreamUnreachable"

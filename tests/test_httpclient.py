@@ -14,6 +14,7 @@ from aiohttp import web
 
 from proxy.httpclient import (
     HIGH_WATER,
+    MAX_FIELDS,
     UpstreamConnectError,
     UpstreamPool,
     UpstreamProtocolError,
@@ -916,3 +917,95 @@ async def test_an_early_answer_stops_a_large_upload(raw_server: RawServerFactory
     finally:
         tcp.close()
         await tcp.wait_closed()
+
+
+# --- duplicate lengths and limits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [b"Content-Length: 2, 2\r\n", b"Content-Length: 2\r\ncontent-length: 2\r\n"],
+    ids=["comma-list", "two fields"],
+)
+async def test_duplicate_equal_content_lengths_collapse_to_one_field(
+    lengths: bytes, raw_server: RawServerFactory
+) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nX-Before: 1\r\n" + lengths + b"X-After: 2\r\n\r\nok"
+    server = await raw_server(replying(raw, answer(b"next")))
+    async with UpstreamPool(server.url) as pool:
+        response, body = await get(pool)
+        assert body == b"ok"
+        assert list(response.headers.items()) == [
+            ("X-Before", "1"),
+            ("Content-Length", "2"),
+            ("X-After", "2"),
+        ]
+        assert (await get(pool))[1] == b"next"  # the connection stays in step
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [b"Content-Length: 2, 3\r\n", b"Content-Length: 2\r\nContent-Length: 3\r\n"],
+    ids=["comma-list", "two fields"],
+)
+async def test_unequal_content_lengths_are_a_protocol_error(
+    lengths: bytes, raw_server: RawServerFactory
+) -> None:
+    server = await raw_server(replying(b"HTTP/1.1 200 OK\r\n" + lengths + b"\r\nabc"))
+    async with UpstreamPool(server.url) as pool:
+        with pytest.raises(UpstreamProtocolError, match="Content-Length"):
+            await get(pool)
+        assert pool.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\n"
+            + b"".join(b"X-F%d: v\r\n" % n for n in range(MAX_FIELDS + 1))
+            + b"Content-Length: 0\r\n\r\n",
+            "header fields",
+        ),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * (70 * 1024) + b"\r\n\r\n", "head over"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 5000, "chunk"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+            + b"T: "
+            + b"t" * (70 * 1024)
+            + b"\r\n\r\n",
+            "trailer",
+        ),
+    ],
+    ids=["too many fields", "head too large", "chunk line too long", "trailers too large"],
+)
+async def test_heads_over_the_limits_are_a_protocol_error(
+    raw: bytes, message: str, raw_server: RawServerFactory
+) -> None:
+    server = await raw_server(replying(raw))
+    async with UpstreamPool(server.url) as pool:
+        with pytest.raises(UpstreamProtocolError, match=message):
+            await get(pool)
+        assert pool.connections == 0
+
+
+async def test_a_head_of_max_fields_is_accepted(raw_server: RawServerFactory) -> None:
+    fields = b"".join(b"X-F%d: v\r\n" % n for n in range(MAX_FIELDS - 1))
+    server = await raw_server(
+        replying(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n")
+    )
+    async with UpstreamPool(server.url) as pool:
+        response, _ = await get(pool)
+        assert len(response.headers) == MAX_FIELDS
+
+
+async def test_a_value_that_is_not_utf8_survives_byte_for_byte(
+    raw_server: RawServerFactory,
+) -> None:
+    server = await raw_server(
+        replying(b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 0\r\n\r\n")
+    )
+    async with UpstreamPool(server.url) as pool:
+        response, _ = await get(pool)
+        assert response.headers["X-Name"].encode("utf-8", "surrogateescape") == b"caf\xe9"

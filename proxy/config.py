@@ -359,6 +359,13 @@ def render_masked(settings: Settings) -> str:
     text = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
     if settings.aws is None:
         text += "# aws: not set, so requests carry the LWA token only (no SigV4 signature)\n"
+    else:
+        text += f"# aws: signing with {settings.aws.source}\n"
+    text += "".join(
+        f"# profile {profile.name} aws: signing with {profile.aws.source}\n"
+        for profile in settings.profiles
+        if profile.aws is not None
+    )
     text += _upstream_note("upstream", settings.default_profile)
     return text + "".join(_upstream_note(f"profile {p.name}", p) for p in settings.profiles)
 
@@ -800,7 +807,10 @@ def _inherit(
 
 
 def _check_aws_keys(aws: AwsSettings | None, where: str) -> None:
-    if aws is None or bool(aws.access_key_id) == bool(aws.secret_access_key):
+    if aws is None:
+        return
+    _check_session_token(aws, where)
+    if bool(aws.access_key_id) == bool(aws.secret_access_key):
         return
     given, missing = (
         (f"{where}.access_key_id", f"{where}.secret_access_key")
@@ -812,6 +822,24 @@ def _check_aws_keys(aws: AwsSettings | None, where: str) -> None:
         f"{given} is set but {missing} is not; set both, or neither to use "
         "botocore's default credential chain",
     )
+
+
+def _check_session_token(aws: AwsSettings, where: str) -> None:
+    """AWS refuses a long-term key (AKIA…) sent with a session token, and a temporary one
+    (ASIA…) sent without: both are certain 403s, so they are refused here, by name."""
+    key_id = aws.access_key_id or ""
+    if key_id.startswith("AKIA") and aws.session_token:
+        raise ConfigError(
+            f"{where}.session_token",
+            f"is set, but {where}.access_key_id is a long-term key (AKIA…), which AWS refuses "
+            "with a session token; unset AWS_SESSION_TOKEN or set session_token: ''",
+        )
+    if key_id.startswith("ASIA") and not aws.session_token:
+        raise ConfigError(
+            f"{where}.session_token",
+            f"is not set, but {where}.access_key_id is a temporary key (ASIA…), which AWS "
+            "refuses without its session token; set AWS_SESSION_TOKEN or aws.session_token",
+        )
 
 
 def _render_section(name: str, section: object | None) -> dict[str, object] | None:

@@ -35,7 +35,7 @@ from proxy.credentials.sts import CHAIN_REREAD_S, AwsCredentialSource
 from proxy.diagnosis import BODY_HEAD_BYTES, HINT_HEADER, LWA, Exchange, hint_for
 from proxy.errors import CredentialError, LwaRejected
 from proxy.headers import PROFILE_HEADER
-from proxy.profiles import tls_context
+from proxy.profiles import upstream_session
 from proxy.redact import Redactor
 from proxy.server import RunningServer, start_server
 from proxy.settings import DEFAULT_PROFILE, Profile, Settings
@@ -158,9 +158,8 @@ def skip(profile: Profile, subject: str, text: str) -> Check:
 async def check_lwa(profile: Profile, redactor: Redactor) -> Check:
     """One refresh_token grant, the way the proxy asks for it (same source class, same TLS)."""
     subject, lwa = "LWA token", profile.lwa
-    connector = aiohttp.TCPConnector(ssl=tls_context(profile.upstream.ca_bundle))
-    async with aiohttp.ClientSession(connector=connector) as session:
-        source = LwaTokenSource(lwa, session, time.time, on_new_secret=redactor.add)
+    async with upstream_session(profile) as session:
+        source = LwaTokenSource(lwa, session, time.time, redactor=redactor)
         started = time.time()
         try:
             token = await source.fetch()
@@ -187,7 +186,7 @@ async def check_aws(profile: Profile, redactor: Redactor) -> Check:
     if aws is None:
         return skip(profile, subject, "no aws section, requests are LWA-only")
     region = profile.upstream.signing_region
-    source = AwsCredentialSource(aws, region, time.time, on_new_secret=redactor.add)
+    source = AwsCredentialSource(aws, region, time.time, redactor=redactor)
     started = time.time()
     try:
         found = await source.fetch()
@@ -201,7 +200,7 @@ async def check_aws(profile: Profile, redactor: Redactor) -> Check:
     if source.kind == "sts":
         text = f"assumed {aws.role_arn} via STS, valid {round(found.expires_at - started)} s"
     elif source.kind == "aws-keys":
-        text = "aws.access_key_id and aws.secret_access_key used as they are (no role_arn)"
+        text = f"{aws.source} used as they are (no role_arn)"
     else:
         text = f"found by botocore's default chain (re-read every {CHAIN_REREAD_S:.0f} s)"
     return Check("ok", subject, f"{text}, signing for {region}", profile.name)

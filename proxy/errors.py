@@ -62,7 +62,13 @@ class StsUnavailable(CredentialError):
 
 
 class RdtRejected(ProxyError):
+    """Amazon's own 4xx when the Tokens API refused the request, else 502."""
+
     status, code = 502, "RdtRejected"
+
+    def __init__(self, message: str, details: str = "", status: int = 502) -> None:
+        super().__init__(message, details)
+        self.status = status
 
 
 class QuotaExceeded(ProxyError):

@@ -95,7 +95,7 @@ async def upstream_pool(profile: Profile) -> AsyncIterator[UpstreamPool]:
 
 @asynccontextmanager
 async def upstream_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
-    """LWA's token calls (few, off the hot path) go through aiohttp."""
+    """LWA's token calls (few, off the hot path) go through aiohttp; nothing else does."""
     upstream = profile.upstream
     connector = aiohttp.TCPConnector(
         limit=upstream.max_connections,
@@ -105,7 +105,8 @@ async def upstream_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSess
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=min(10.0, upstream.timeout_s), sock_read=upstream.timeout_s
     )
-    # auto_decompress off: the client gets the bytes Amazon sent, with their Content-Encoding.
+    # auto_decompress off: aiohttp would inflate a compressed answer whole, however large; the
+    # LWA source asks for it plain and decodes what still comes compressed within its cap.
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,

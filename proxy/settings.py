@@ -104,6 +104,17 @@ class RdtSettings:
     enabled: bool = True  # fetch restricted data tokens for restricted operations
     max_cached: int = 10_000  # RDTs kept per profile (one per method, path and data elements)
 
+    @property
+    def source(self) -> str:
+        """Where the signing keys come from, in words (check-config and doctor print it)."""
+        if self.role_arn:
+            caller = "keys from the config" if self.access_key_id else "botocore's default chain"
+            return f"STS AssumeRole {self.role_arn} (called with {caller})"
+        if self.access_key_id:
+            kind = "temporary, with a session token" if self.session_token else "long-term"
+            return f"keys from the config ({kind})"
+        return "keys from botocore's default chain (environment, ~/.aws, instance or task role)"
+
 
 # HTTP methods SP-API treats as idempotent: an upstream 429 is retried for these by default.
 IDEMPOTENT_METHODS = ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")

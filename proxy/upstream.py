@@ -10,6 +10,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from proxy.credentials.answers import (
+    AnswerRefused,
+    decoded,
+    is_header_safe,
+    lifetime_s,
+    read_capped,
+)
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
@@ -22,7 +29,7 @@ from proxy.httpclient import (
     UpstreamTimeoutError,
 )
 from proxy.metrics import ProxyMetrics
-from proxy.redact import mask_token_shapes
+from proxy.redact import Redactor
 from proxy.secret import Secret
 from proxy.settings import Profile
 from proxy.signing import EMPTY_SHA256, SigV4Signer, amz_date
@@ -125,17 +132,30 @@ class Upstream:
     async def fetch_rdt(
         self, method: str, path: str, data_elements: tuple[str, ...]
     ) -> Expiring[Secret]:
-        """A restricted data token for one method and path, from the Tokens API (FACTS.md §6)."""
+        """A restricted data token for one method and path, from the Tokens API."""
         resource: dict[str, object] = {"method": method, "path": path}
         if data_elements:
             resource["dataElements"] = list(data_elements)
         body = json.dumps({"restrictedResources": [resource]}).encode()
-        headers = (("Content-Type", "application/json"), ("User-Agent", self.user_agent))
+        # The pool never decompresses, so the answer is asked for plain (and decoded if a
+        # middlebox compresses it anyway).
+        headers = (
+            ("Content-Type", "application/json"),
+            ("Accept-Encoding", "identity"),
+            ("User-Agent", self.user_agent),
+        )
         outgoing = OutgoingRequest("POST", RDT_PATH, "", body, headers)
         started = self._clock()
         response = await self.send(outgoing, await self._credentials.lwa_token())
+        redactor = self._credentials.redactor
         try:
-            answer = await response.read()
+            raw = await read_capped(response.readany, content_length(response))
+            answer = decoded(raw, response.headers.get("Content-Encoding", ""))
+        except AnswerRefused as refused:
+            reason = redactor.scrub(str(refused))
+            raise RdtRejected(
+                f"The Tokens API's answer for {method} {path} is unusable: {reason}."
+            ) from None
         except UpstreamHttpError as error:
             raise UpstreamUnreachable(
                 f"SP-API's answer broke off before its end ({error.what}).",
@@ -144,31 +164,52 @@ class Upstream:
         finally:
             response.release()
         if response.status != 200:
-            raise rdt_refused(method, path, response, answer)
-        try:
-            document = json.loads(answer)
-            token, lifetime = str(document["restrictedDataToken"]), float(document["expiresIn"])
-        except (ValueError, KeyError, TypeError):
-            raise RdtRejected(
-                f"The Tokens API answered 200 without a token for {method} {path}."
-            ) from None
-        return Expiring(Secret(token), started + lifetime)
+            raise rdt_refused(method, path, response, answer, redactor)
+        return rdt_of(answer, method, path, started, redactor)
 
 
-def rdt_refused(method: str, path: str, response: UpstreamResponse, answer: bytes) -> RdtRejected:
-    """Amazon's own reason (error code and message, never a token) for refusing an RDT."""
+def content_length(response: UpstreamResponse) -> int | None:
+    value = response.headers.get("Content-Length", "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def rdt_of(
+    answer: bytes, method: str, path: str, started: float, redactor: Redactor
+) -> Expiring[Secret]:
+    """The token and its expiry from a 200 of the Tokens API, each checked before use."""
+    what = f"{method} {path}"
+    try:
+        document = json.loads(answer)
+        token = document["restrictedDataToken"]
+        lifetime = lifetime_s(document["expiresIn"])
+    except AnswerRefused as refused:
+        raise RdtRejected(f"The Tokens API answered 200 for {what}, but {refused}.") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RdtRejected(f"The Tokens API answered 200 without a token for {what}.") from None
+    if not isinstance(token, str) or not is_header_safe(token):
+        raise RdtRejected(
+            f"The Tokens API answered 200 for {what} with a token that is not visible ASCII."
+        )
+    redactor.add(token)
+    return Expiring(Secret(token), started + lifetime)
+
+
+def rdt_refused(
+    method: str, path: str, response: UpstreamResponse, answer: bytes, redactor: Redactor
+) -> RdtRejected:
+    """Amazon's own reason (error code and message, redacted) for refusing an RDT."""
     reason = f"HTTP {response.status}"
     try:
         first = json.loads(answer)["errors"][0]
-        reason = f"{first.get('code', reason)}: {first.get('message', '')}".strip(": ")[:200]
-        reason = mask_token_shapes(reason)
+        reason = f"{first.get('code', reason)}: {first.get('message', '')}".strip(": ")
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         pass
-    request_id = response.headers.get("x-amzn-RequestId", "-")
-    error = RdtRejected(
+    # Redacted before being cut, so a secret cut in half can't slip past the redactor.
+    reason = redactor.scrub(reason)[:200]
+    request_id = redactor.scrub(response.headers.get("x-amzn-RequestId", "-"))[:64]
+    return RdtRejected(
         f"SP-API refused a restricted data token for {method} {path}: {reason}.",
         "Check that the app has the role for this personal data in Seller Central, or send "
         f"your own RDT in x-spapi-rdt. x-amzn-RequestId: {request_id}",
+        status=502 if response.status >= 500 else response.status,
     )
-    error.status = 502 if response.status >= 500 else response.status
-    return error

@@ -1,8 +1,7 @@
-"""The LWA access-token source: the refresh-token grant over aiohttp (FACTS.md §4)."""
+"""The LWA access-token source: the refresh-token grant over aiohttp."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -10,21 +9,33 @@ from collections.abc import Callable
 
 import aiohttp
 
+from proxy.credentials.answers import (
+    AnswerRefused,
+    decoded,
+    is_header_safe,
+    lifetime_s,
+    read_capped,
+)
 from proxy.credentials.refreshable import Expiring
 from proxy.errors import LwaRejected, LwaUnavailable
-from proxy.redact import mask_token_shapes
+from proxy.redact import Redactor
 from proxy.retry import Retryable, with_retries
 from proxy.secret import Secret
 from proxy.settings import LwaSettings
 
 logger = logging.getLogger(__name__)
 
+# LWA's default when an answer leaves expires_in out.
+DEFAULT_LIFETIME_S = 3600
+
 
 class LwaTokenSource:
     """Fetches one access token per call; caching is `Refreshable`'s job.
 
     The seller grant (`refresh_token`) by default; with a `scope`, the grantless
-    `client_credentials` grant (FACTS.md §4: scope and refresh_token are never sent together).
+    `client_credentials` grant (scope and refresh_token are never sent together).
+    Every text quoted from LWA goes through `redactor` before it reaches an error message,
+    so an answer that echoes the client secret or a token shows `***` instead.
     """
 
     def __init__(
@@ -34,19 +45,29 @@ class LwaTokenSource:
         clock: Callable[[], float] = time.time,
         on_new_secret: Callable[[str], None] | None = None,
         scope: str | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
         self._clock = clock
         self._on_new_secret = on_new_secret
         self._scope = scope
+        self._redactor = redactor or Redactor()
+        for secret in (settings.client_secret, settings.refresh_token):
+            self._redactor.add(secret.reveal(), configured=True)
 
     @property
     def grant(self) -> str:
         return f"client_credentials grant ({self._scope})" if self._scope else "refresh_token grant"
 
     async def fetch(self) -> Expiring[Secret]:
-        return await with_retries(self._attempt, "LWA token request")
+        timeout_s = self._settings.timeout_s
+        return await with_retries(
+            self._attempt,
+            "LWA token request",
+            timeout_s,
+            lambda: self._unavailable(f"no answer within {timeout_s:g} s (lwa.timeout_s)"),
+        )
 
     def _form(self) -> dict[str, str]:
         client = {
@@ -63,13 +84,18 @@ class LwaTokenSource:
 
     async def _attempt(self) -> Expiring[Secret]:
         started = self._clock()
-        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_s)
         try:
+            # Not asked for compressed (a middlebox may compress anyway: `decoded` copes).
             async with self._session.post(
-                self._settings.token_url, data=self._form(), timeout=timeout
+                self._settings.token_url,
+                data=self._form(),
+                headers={"Accept-Encoding": "identity"},
             ) as response:
-                body = await response.read()
+                raw = await read_capped(response.content.readany, response.content_length)
                 status = response.status
+                body = decoded(raw, response.headers.get("Content-Encoding", ""))
+        except AnswerRefused as refused:
+            raise self._unavailable(str(refused)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise Retryable(self._unavailable(describe_network_error(error))) from None
         if status >= 500:
@@ -81,23 +107,34 @@ class LwaTokenSource:
     def _parse_token(self, body: bytes, started: float) -> Expiring[Secret]:
         try:
             document = json.loads(body)
-            token = str(document["access_token"])
-            expires_in = float(document.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError):
+            token = document["access_token"]
+            lifetime = lifetime_s(document.get("expires_in", DEFAULT_LIFETIME_S))
+        except AnswerRefused as refused:
+            raise self._unavailable(f"LWA answered 200, but {refused}") from None
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise self._unavailable("LWA answered 200 without an access_token") from None
+        if not isinstance(token, str) or not is_header_safe(token):
+            raise self._unavailable(
+                "LWA answered 200 with an access_token that is not visible ASCII "
+                "(empty, or holding spaces, control or non-ASCII characters)"
+            )
+        self._redactor.add(token)
         if self._on_new_secret is not None:
             self._on_new_secret(token)
-        return Expiring(Secret(token), started + expires_in)
+        return Expiring(Secret(token), started + lifetime)
 
     def _unavailable(self, reason: str) -> LwaUnavailable:
         return LwaUnavailable(
-            f"Could not get an LWA access token ({self.grant}) from "
-            f"{self._settings.token_url}: {reason}.",
-            "The proxy retried; check network access to the token URL (lwa.token_url).",
+            self._redactor.scrub(
+                f"Could not get an LWA access token ({self.grant}) from "
+                f"{self._settings.token_url}: {reason}."
+            ),
+            "The proxy retried within lwa.timeout_s; check network access to the token URL "
+            "(lwa.token_url).",
         )
 
     def _rejected(self, status: int, body: bytes) -> LwaRejected:
-        code, description = lwa_error_fields(body)
+        code, description = lwa_error_fields(body, self._redactor)
         return LwaRejected(
             f"LWA refused the {self.grant} with {code or f'HTTP {status}'}"
             + (f": {description}" if description else "."),
@@ -106,7 +143,7 @@ class LwaTokenSource:
         )
 
 
-# What a user should do about each LWA error code (FACTS.md §4).
+# What a user should do about each LWA error code.
 LWA_HINTS = {
     "invalid_grant": "The refresh token is wrong, revoked or belongs to another app: "
     "re-authorize the app and update lwa.refresh_token.",
@@ -118,20 +155,21 @@ LWA_HINTS = {
 }
 
 
-def lwa_error_fields(body: bytes) -> tuple[str, str]:
-    """LWA's `error` and `error_description`, cut short and free of anything else it sent."""
+def lwa_error_fields(body: bytes, redactor: Redactor) -> tuple[str, str]:
+    """LWA's `error` and `error_description`, cut short, redacted, free of anything else."""
     try:
         document = json.loads(body)
     except ValueError:
         return "", ""
     if not isinstance(document, dict):
         return "", ""
-    code = str(document.get("error", ""))[:64]
-    description = mask_token_shapes(str(document.get("error_description", ""))[:200])
+    # Cut after redacting, so a secret cut in half can't escape the redactor.
+    code = redactor.scrub(str(document.get("error", "")))[:64]
+    description = redactor.scrub(str(document.get("error_description", "")))[:200]
     return code, description
 
 
 def describe_network_error(error: BaseException) -> str:
-    if isinstance(error, asyncio.TimeoutError):
+    if isinstance(error, TimeoutError):
         return "the request timed out"
     return f"{type(error).__name__}: {error}"[:200]

@@ -13,6 +13,7 @@ from proxy.credentials.refreshable import Refreshable
 from proxy.credentials.sts import AwsCredentialSource
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError
+from proxy.redact import Redactor
 from proxy.secret import Secret
 from proxy.settings import DEFAULT_PROFILE, Profile
 
@@ -31,13 +32,20 @@ class CredentialStore:
         self._clock = clock
         self._on_refresh = on_refresh
         self._on_new_secret = on_new_secret
+        # Masks what LWA, STS and the Tokens API quote back before it reaches an error body:
+        # this profile's configured secrets (the sources add them) and every credential fetched.
+        self.redactor = Redactor()
         self.lwa = self._lwa_refreshable(scope=None)
         # Grantless tokens, one per scope; only two scopes exist (FACTS.md §4).
         self._grantless: dict[str, Refreshable[Secret]] = {}
         self.aws: Refreshable[AwsCredentials] | None = None
         if profile.aws is not None:
             source = AwsCredentialSource(
-                profile.aws, profile.upstream.signing_region, clock, on_new_secret
+                profile.aws,
+                profile.upstream.signing_region,
+                clock,
+                on_new_secret,
+                redactor=self.redactor,
             )
             self.aws = Refreshable(self._label(source.kind), source.fetch, clock, on_refresh)
 
@@ -48,7 +56,12 @@ class CredentialStore:
 
     def _lwa_refreshable(self, scope: str | None) -> Refreshable[Secret]:
         source = LwaTokenSource(
-            self._profile.lwa, self._session, self._clock, self._on_new_secret, scope=scope
+            self._profile.lwa,
+            self._session,
+            self._clock,
+            self._on_new_secret,
+            scope=scope,
+            redactor=self.redactor,
         )
         name = self._label("lwa" if scope is None else "lwa-grantless")
         return Refreshable(name, source.fetch, self._clock, self._on_refresh)

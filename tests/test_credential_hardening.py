@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Middleware
 
-from proxy.config import load_settings, render_masked
+from proxy.config import ConfigError, load_settings, render_masked
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.emulator.sigv4 import KeyMaterial
 from proxy.secret import Secret
@@ -616,3 +616,57 @@ def test_check_config_names_assume_role_and_the_default_chain(tmp_path: Path) ->
     assert "# aws: signing with keys from botocore's default chain" in chain
     role = render_masked(load_settings(str(path), {**base, "SPAPI_ROLE_ARN": ROLE_ARN}))
     assert f"# aws: signing with STS AssumeRole {ROLE_ARN}" in role
+
+
+async def test_sts_answer_gzipped_by_a_middlebox_still_gives_credentials(
+    aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
+) -> None:
+    issued = "ASIAHOSTILE000000001"
+    config = EmulatorConfig(
+        clock=clock,
+        extra_credentials=lambda key: (
+            KeyMaterial(LEAKED_SECRET_KEY, LEAKED_SESSION_TOKEN) if key == issued else None
+        ),
+    )
+    emulator = await aiohttp_server(create_emulator_app(config))
+    expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock() + 3600))
+    xml = assume_role_xml(CREDENTIALS_XML.format(expiration=expiration)).encode()
+
+    async def gzipped(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(
+            body=gzip.compress(xml),
+            headers={"Content-Encoding": "gzip", "Content-Type": "text/xml"},
+        )
+
+    sts = await hostile_sts(aiohttp_server, gzipped)
+    proxy = await start_proxy(with_hostile_sts(settings_for(emulator, config), sts))
+    response = await get(proxy.port)
+    assert response.status == 200, response.body
+
+
+@pytest.mark.parametrize(
+    ("key_id", "token", "says"),
+    [
+        ("AKIALONGTERMKEY00001", TEMP_TOKEN, "long-term key (AKIA…)"),
+        (TEMP_KEY_ID, "", "temporary key (ASIA…)"),
+    ],
+)
+def test_a_key_and_session_token_aws_would_refuse_together_are_a_config_error(
+    key_id: str, token: str, says: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("aws: {}\n")
+    environ = {
+        "LWA_CLIENT_ID": "id",
+        "LWA_CLIENT_SECRET": "secret1234",
+        "LWA_REFRESH_TOKEN": "x",
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,
+        "AWS_SESSION_TOKEN": token,
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_settings(str(path), environ)
+    assert raised.value.key == "aws.session_token"
+    assert says in raised.value.message
+    assert TEMP_TOKEN not in str(raised.value)

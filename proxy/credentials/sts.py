@@ -24,7 +24,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from proxy.credentials.answers import is_header_safe
+from proxy.credentials.answers import AnswerRefused, decoded, is_header_safe
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError, StsRejected, StsUnavailable
@@ -130,9 +130,11 @@ class AwsCredentialSource:
                 read_timeout=share,
                 retries={"total_max_attempts": STS_ATTEMPTS, "mode": "standard"},
             )
-            self._sts = self._session().client(
+            client = self._session().client(
                 "sts", endpoint_url=self._settings.sts_endpoint or None, config=config
             )
+            client.meta.events.register("before-parse.sts.AssumeRole", decode_compressed)
+            self._sts = client
         return self._sts
 
     def _assume_role(self) -> Expiring[AwsCredentials]:
@@ -146,6 +148,8 @@ class AwsCredentialSource:
             )
         except botocore.exceptions.ClientError as error:
             raise sts_client_error(error, role_arn, self._redactor) from None
+        except AnswerRefused as refused:
+            raise sts_unavailable(role_arn, self._redactor.scrub(str(refused))) from None
         except botocore.exceptions.NoCredentialsError:
             raise StsRejected(
                 "No AWS keys to call STS AssumeRole with.",
@@ -217,6 +221,13 @@ class AwsCredentialSource:
                 self._redactor.add(secret)
                 if self._on_new_secret is not None:
                     self._on_new_secret(secret)
+
+
+def decode_compressed(response_dict: dict[str, Any], **_: Any) -> None:
+    """botocore parses the bytes as they came; STS never compresses, but a middlebox may."""
+    encoding = response_dict["headers"].get("Content-Encoding", "")
+    if encoding:
+        response_dict["body"] = decoded(response_dict["body"], encoding)
 
 
 def sts_unavailable(role_arn: str, reason: str) -> CredentialError:

@@ -240,11 +240,11 @@ async def local_proxy(settings: Settings, redactor: Redactor) -> AsyncIterator[L
 
 
 def call_timeout(profile: Profile) -> aiohttp.ClientTimeout:
-    # The proxy bounds each step itself (LWA and STS with retries, then upstream.timeout_s);
+    # The proxy bounds each step itself (LWA and STS, retries included, then upstream.timeout_s);
     # this only guards against waiting forever.
     aws_s = profile.aws.timeout_s if profile.aws else 0.0
     return aiohttp.ClientTimeout(
-        total=profile.upstream.timeout_s + 3 * (profile.lwa.timeout_s + aws_s) + 30
+        total=profile.upstream.timeout_s + profile.lwa.timeout_s + aws_s + 30
     )
 
 

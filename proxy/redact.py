@@ -28,14 +28,11 @@ SECRET_PATTERNS = re.compile(
 PATTERN_ANCHORS = ("atz", "signature=", "client_secret=", "refresh_token=", "security-token")
 
 
-def mask_token_shapes(text: str) -> str:
-    """Token- and signature-shaped parts of text from outside (LWA, STS, SP-API error messages)
-    masked before it goes into one of the proxy's own error bodies."""
-    return SECRET_PATTERNS.sub(MASK, text)
-
-
 class Redactor:
     """Knows the literal secrets in play (config secrets, AWS keys and tokens as they are fetched).
+
+    Scrubs log records, and every text quoted from LWA, STS or the Tokens API before it goes
+    into one of the proxy's own error bodies.
 
     Token-shaped values (`Atza|…`) are masked by `SECRET_PATTERNS` already and not kept; the rest
     go into one compiled alternation, rebuilt only when a new secret arrives (an hourly event),

@@ -24,7 +24,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from proxy.credentials.answers import AnswerRefused, decoded, is_header_safe
+from proxy.credentials.answers import AnswerRefused, decoded, is_header_safe, lifetime_s
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError, StsRejected, StsUnavailable
@@ -175,10 +175,15 @@ class AwsCredentialSource:
             raise sts_unavailable(
                 role_arn, "its credentials hold spaces, control or non-ASCII characters"
             )
-        if not isinstance(expiration, datetime) or expiration.timestamp() <= self._clock():
-            raise sts_unavailable(role_arn, "its credentials have no future Expiration")
+        now = self._clock()
+        try:
+            if not isinstance(expiration, datetime):
+                raise AnswerRefused("the Expiration is not a time")
+            lifetime = lifetime_s(expiration.timestamp() - now)
+        except AnswerRefused:
+            raise sts_unavailable(role_arn, "its credentials have no future Expiration") from None
         credentials = AwsCredentials(key_id, Secret(secret), Secret(token))
-        return Expiring(credentials, expiration.timestamp())
+        return Expiring(credentials, now + lifetime)
 
     def _default_chain(self) -> Expiring[AwsCredentials]:
         try:

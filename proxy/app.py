@@ -7,8 +7,10 @@ import hmac
 import json
 import logging
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from aiohttp import web
 
@@ -22,7 +24,7 @@ from proxy.errors import (
 )
 from proxy.forward import REQUEST_ID, Sleep, not_a_path
 from proxy.headers import PROFILE_HEADER
-from proxy.logging_setup import write_access_line
+from proxy.logging_setup import loggable, write_access_line
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.profiles import ProfileRuntime, running_profile
@@ -109,6 +111,7 @@ class FrontDoor:
         self._app = app
         self._settings = app[SETTINGS]
         self._metrics = app[METRICS]
+        self._redactor = app[REDACTOR]
         auth_token = self._settings.listen.auth_token
         self._client_key = auth_token.reveal().encode() if auth_token else None
 
@@ -134,7 +137,7 @@ class FrontDoor:
                 # (web.Server.request_handler of an AppRunner): router, then the route.
                 response = await self._app._handle(request)  # type: ignore[arg-type]
         except ProxyError as error:
-            logger.warning("%s %s: %s", error.code, request.path, error.message)
+            logger.warning("%s %s: %s", error.code, loggable(request.path), loggable(error.message))
             self._metrics.errors.labels(error.code).inc()
             response = error_response(error)
             if isinstance(error, RequestTooLarge):
@@ -146,8 +149,8 @@ class FrontDoor:
         except (ConnectionResetError, asyncio.CancelledError):
             self._log_access(request, CLIENT_GONE, started, None)
             raise
-        except Exception:
-            logger.exception("Unexpected failure handling %s %s", request.method, request.path)
+        except Exception as error:
+            self._log_unexpected(request, error)
             response = error_response(UNEXPECTED)
         request_id = (
             response.request_id
@@ -162,12 +165,30 @@ class FrontDoor:
             return
         sent = request.headers.getall(CLIENT_KEY_HEADER, [])
         # Exactly one copy, equal in constant time: two copies are ambiguous, so refused.
-        if len(sent) != 1 or not hmac.compare_digest(sent[0].encode(), self._client_key or b""):
+        # surrogateescape: a value that isn't UTF-8 (aiohttp keeps its bytes so) is just wrong.
+        if len(sent) != 1 or not hmac.compare_digest(
+            sent[0].encode("utf-8", "surrogateescape"), self._client_key or b""
+        ):
             raise ProxyUnauthorized(
                 f"Missing or wrong {CLIENT_KEY_HEADER} header.",
                 "This proxy requires a client key (listen.auth_token); "
                 f"send it in {CLIENT_KEY_HEADER}.",
             )
+
+    def _log_unexpected(self, request: web.BaseRequest, error: Exception) -> None:
+        """The failure's class, where it was raised and its message redacted; no traceback,
+        whose text may quote values (a credential source's raw answer) the redactor never saw
+        whole."""
+        where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
+        origin = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+        logger.error(
+            "Unexpected %s%s handling %s %s: %s",
+            type(error).__name__,
+            origin,
+            request.method,
+            loggable(request.path),
+            loggable(self._redactor.scrub(str(error))),
+        )
 
     def _log_access(
         self, request: web.BaseRequest, status: int, started: float, request_id: str | None

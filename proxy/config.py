@@ -228,6 +228,11 @@ SCHEMA: dict[str, Section] = {
             "drain_timeout_s": Key("float", 10.0, check=_check_not_negative),
             "workers": Key("int", 1, check=_check_positive),
             "busy_poll_us": Key("int", 50, check=_check_busy_poll),
+            "header_timeout_s": Key("float", 10.0, check=_check_positive),
+            "keepalive_timeout_s": Key("float", 15.0, check=_check_positive),
+            "body_timeout_s": Key("float", 10.0, check=_check_positive),
+            # Absent: derived from the process's descriptor limit when the server starts.
+            "max_connections": Key("int", None, optional=True, check=_check_positive),
         },
     ),
     "upstream": Section(

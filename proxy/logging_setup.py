@@ -49,10 +49,23 @@ class LogFormatter(logging.Formatter):
 _fast_access_line: Callable[[str], None] | None = None
 
 
+def loggable(text: str) -> str:
+    """`text` from a client or an upstream, safe to put in a log line: control characters (a
+    newline would start a forged line, ESC drives terminals) are written as escapes.
+
+    isprintable() is one C pass that is true for nearly every path; only the rare rest pays
+    for escaping (which also escapes backslashes and non-printable non-ASCII).
+    """
+    if text.isprintable():
+        return text
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
 def write_access_line(message: str) -> None:
-    """Write one access line (INFO on the proxy.access logger)."""
+    """Write one access line (INFO on the proxy.access logger); client text in it is escaped."""
     if not access_logger.isEnabledFor(logging.INFO):
         return
+    message = loggable(message)
     if _fast_access_line is not None:
         _fast_access_line(message)
     else:

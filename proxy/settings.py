@@ -41,6 +41,10 @@ class ListenSettings:
     drain_timeout_s: float = 10.0
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); each fetches its own tokens
     busy_poll_us: int = 50  # spin this long before the event loop sleeps (proxy/eventloop.py)
+    header_timeout_s: float = 10.0  # a request head must be complete within this
+    keepalive_timeout_s: float = 15.0  # an idle keep-alive connection closes after this
+    body_timeout_s: float = 10.0  # longest silence while a request body is arriving
+    max_connections: int | None = None  # inbound; None: from the descriptor limit (proxy/server.py)
 
     @property
     def is_loopback(self) -> bool:
@@ -98,12 +102,6 @@ class AwsSettings:
     sts_endpoint: str | None = None
     timeout_s: float = 10.0
 
-
-@dataclass(frozen=True)
-class RdtSettings:
-    enabled: bool = True  # fetch restricted data tokens for restricted operations
-    max_cached: int = 10_000  # RDTs kept per profile (one per method, path and data elements)
-
     @property
     def source(self) -> str:
         """Where the signing keys come from, in words (check-config and doctor print it)."""
@@ -114,6 +112,12 @@ class RdtSettings:
             kind = "temporary, with a session token" if self.session_token else "long-term"
             return f"keys from the config ({kind})"
         return "keys from botocore's default chain (environment, ~/.aws, instance or task role)"
+
+
+@dataclass(frozen=True)
+class RdtSettings:
+    enabled: bool = True  # fetch restricted data tokens for restricted operations
+    max_cached: int = 10_000  # RDTs kept per profile (one per method, path and data elements)
 
 
 # HTTP methods SP-API treats as idempotent: an upstream 429 is retried for these by default.

@@ -30,7 +30,7 @@ from proxy.headers import (
     request_headers_to_forward,
     response_headers_to_return,
 )
-from proxy.httpclient import UpstreamHttpError, UpstreamResponse
+from proxy.http import UpstreamHttpError, UpstreamResponse
 from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
 from proxy.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay

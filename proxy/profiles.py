@@ -16,7 +16,7 @@ import aiohttp
 from proxy.access import AccessTokens
 from proxy.credentials.store import CredentialStore
 from proxy.forward import Forwarder, Sleep
-from proxy.httpclient import UpstreamPool
+from proxy.http import UpstreamPool
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.ratelimit import RateLimiter
@@ -78,7 +78,7 @@ def rate_limiter(
 
 @asynccontextmanager
 async def upstream_pool(profile: Profile) -> AsyncIterator[UpstreamPool]:
-    """SP-API's connections (the hot path: proxy/httpclient.py)."""
+    """SP-API's connections (the hot path: proxy/http/)."""
     upstream = profile.upstream
     base_url = upstream.base_url
     tls = tls_context(upstream.ca_bundle) if base_url.startswith("https:") else None

@@ -21,7 +21,7 @@ from proxy.credentials.refreshable import Expiring
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import RdtRejected, UpstreamTimeout, UpstreamUnreachable
-from proxy.httpclient import (
+from proxy.http import (
     UpstreamHttpError,
     UpstreamPool,
     UpstreamProtocolError,

@@ -89,10 +89,6 @@ class AccessTokens:
             cached = self._rdts[key] = Refreshable("rdt", fetch, self._clock)
         return await cached.get()
 
-    @property
-    def cached_rdts(self) -> int:
-        return len(self._rdts)
-
 
 def wanted_from(headers: Mapping[str, str]) -> Wanted:
     """The client's RDT and x-spapi-data-elements header, normalised.

@@ -161,10 +161,13 @@ class AmazonError:
 def hint_for(exchange: Exchange) -> str | None:
     """One line naming the likely cause and the fix, or None when nothing is known."""
     if exchange.status == 400:
-        return front_door_hint(exchange) if is_html(exchange) else None
-    if exchange.status in (401, 403):
-        return auth_hint(exchange)
-    return None
+        hint = front_door_hint(exchange) if is_html(exchange) else None
+    elif exchange.status in (401, 403):
+        hint = auth_hint(exchange)
+    else:
+        hint = None
+    # The hint travels in a response header; a bound keeps a future long hint from bloating it.
+    return None if hint is None else hint[:MAX_HINT_CHARS]
 
 
 def client_token_header_of(names: Iterable[str]) -> str | None:

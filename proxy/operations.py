@@ -162,15 +162,6 @@ class OperationIndex:
             found = self._first_fit(self._buckets.get((method, len(segments), None)), segments)
         return found
 
-    def rdt_path(self, op: Operation, raw_path: str) -> str:
-        """The path to name in the RDT request: this request's own raw path, without a query.
-
-        ``op`` is the matched operation. It is taken so that a broader path can be chosen later
-        without changing call sites: the Tokens model documents ``/mfn/v0/shipments/{shipmentId}``
-        as covering any shipment, so one RDT per operation could replace one per id.
-        """
-        return raw_path.partition("?")[0]
-
     @staticmethod
     def _first_fit(candidates: list[_Compiled] | None, segments: list[str]) -> Operation | None:
         if candidates is None:

@@ -31,7 +31,7 @@ DISPATCH = ("Handle._run", "BaseEventLoop._run_once", "BaseEventLoop.run_forever
 # (part, path fragments), tried in order against a frame's file name.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("signing (proxy/signing.py, botocore)", ("proxy/signing.py", "botocore/")),
-    ("access log + redaction", ("logging/", "proxy/redact", "proxy/logging_setup", "proxy/access")),
+    ("access log + redaction", ("logging/", "proxy/redact", "proxy/logging_setup")),
     ("metrics (prometheus_client, proxy/metrics.py)", ("prometheus_client/", "proxy/metrics.py")),
     ("rate limiting (proxy/ratelimit.py)", ("proxy/ratelimit.py",)),
     (

@@ -11,8 +11,8 @@ from urllib.parse import unquote
 
 from aiohttp import HttpVersion11, web
 
-from proxy.access import AccessTokens, Grant, Wanted, wanted_from
 from proxy.answers import WholeAnswer
+from proxy.credentials.grants import AccessTokens, Grant, Wanted, wanted_from
 from proxy.diagnosis import (
     BODY_HEAD_BYTES,
     DIAGNOSED_STATUSES,

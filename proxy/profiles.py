@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from proxy.access import AccessTokens
+from proxy.credentials.grants import AccessTokens
 from proxy.credentials.store import CredentialStore
 from proxy.forward import Forwarder, Sleep
 from proxy.http import UpstreamPool

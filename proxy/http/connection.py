@@ -41,42 +41,6 @@ class Connection(asyncio.Protocol):
     `on_*` methods from inside `data_received`.
     """
 
-    __slots__ = (
-        "_chunks",
-        "_drain",
-        "_eof",
-        "_failure",
-        "_fields",
-        "_framing",
-        "_head_deadline",
-        "_head_only",
-        "_head_waiter",
-        "_headers",
-        "_in_use",
-        "_interim",
-        "_keep_alive",
-        "_last_data",
-        "_loop",
-        "_lost",
-        "_parser",
-        "_pool",
-        "_reading_paused",
-        "_reason",
-        "_received",
-        "_refusal",
-        "_reused",
-        "_size",
-        "_state",
-        "_status",
-        "_waiter",
-        "_writing_paused",
-        "got_bytes",
-        "idle_since",
-        "in_pool",
-        "is_closed",
-        "transport",
-    )
-
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool = pool
         self._loop = pool.loop
@@ -139,9 +103,6 @@ class Connection(asyncio.Protocol):
         elif _HEAD <= state <= _UNTIL_CLOSE:
             self._fail(self._protocol_error("closed the connection in the middle of its answer"))
 
-    def eof_received(self) -> bool | None:
-        return None  # close our side too; connection_lost follows
-
     def pause_writing(self) -> None:
         self._writing_paused = True
 
@@ -177,8 +138,9 @@ class Connection(asyncio.Protocol):
             return
         body = self._size - before
         self._framing = len(data) - body + (0 if body else self._framing)
-        if self._framing > MAX_HEAD:  # rare: a huge read, or much framing and no body
-            self._check_framing(was_head=state == _HEAD)
+        # llhttp buffers a head, chunk-size line or trailer until it ends: bound what it holds.
+        if self._framing > MAX_HEAD:
+            self._fail(self._protocol_error("sent a head or chunk framing over 64 KiB"))
 
     # llhttp's callbacks
 
@@ -195,12 +157,8 @@ class Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._state == _HEAD:  # trailer fields are dropped
-            self._fields.append(
-                (
-                    name.decode("utf-8", "surrogateescape"),
-                    value.decode("utf-8", "surrogateescape").strip(" \t"),
-                )
-            )
+            text = value.decode("utf-8", "surrogateescape").strip(" \t")
+            self._fields.append((name.decode("utf-8", "surrogateescape"), text))
 
     def on_headers_complete(self) -> None:
         if self._state != _HEAD:
@@ -265,23 +223,6 @@ class Connection(asyncio.Protocol):
             return _BODY
         self._keep_alive = False
         return _UNTIL_CLOSE
-
-    def _check_framing(self, was_head: bool) -> None:
-        """llhttp buffers a head, a chunk-size line or a trailer until it is complete: each
-        must stay within MAX_HEAD, however slowly or quickly it comes."""
-        framing = self._framing
-        if was_head and self._state != _HEAD:  # the head ended in this read: it had a size
-            head = len(self._reason) + sum(len(n) + len(v) + 4 for n, v in self._fields) + 15
-            if head > MAX_HEAD:
-                framing = head
-            elif framing - head <= MAX_HEAD:
-                return
-            else:
-                was_head = False
-        if was_head:
-            self._fail(self._protocol_error("sent a response head over 64 KiB"))
-        else:
-            self._fail(self._protocol_error("sent over 64 KiB of chunk framing or trailers"))
 
     def _refuse(self, what: str) -> None:
         """Stops llhttp from a callback; `data_received` then fails the exchange with `what`."""

@@ -19,7 +19,6 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,12 +91,7 @@ class UpstreamPool:
     async def __aenter__(self) -> UpstreamPool:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     @property

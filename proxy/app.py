@@ -1,4 +1,5 @@
-"""Wiring: `create_app(settings)` builds the proxy's aiohttp application."""
+"""Wiring: `create_app(settings)` builds the proxy's application (its profiles, metrics and
+redactor); `FrontDoor` is what the HTTP server calls for every request."""
 
 from __future__ import annotations
 
@@ -8,22 +9,25 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
-from proxy.answers import WholeAnswer
+from proxy.answers import Answer, error_answer
 from proxy.errors import (
     InvalidRequest,
+    MethodNotAllowed,
     ProxyError,
     ProxyNotFound,
     ProxyUnauthorized,
     RequestTooLarge,
 )
-from proxy.forward import REQUEST_ID, Sleep, not_a_path
+from proxy.forward import Sleep, not_a_path
 from proxy.headers import PROFILE_HEADER
+from proxy.listener import ProxyConnection
 from proxy.logging_setup import loggable, write_access_line
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
@@ -33,11 +37,6 @@ from proxy.settings import DEFAULT_PROFILE, Settings
 
 logger = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-METRICS = web.AppKey("metrics", ProxyMetrics)
-REDACTOR = web.AppKey("redactor", Redactor)
-PROFILES = web.AppKey("profiles", dict[str, ProfileRuntime])
-
 # Probes must work without the client key: container health checks can't hold a secret.
 OPEN_ENDPOINTS = frozenset({"/_proxy/health", "/_proxy/ready"})
 OWN_PREFIX = "/_proxy/"  # never forwarded
@@ -45,6 +44,61 @@ CLIENT_KEY_HEADER = "x-spapi-proxy-key"
 UNEXPECTED = ProxyError("The proxy failed unexpectedly; its log has details.")
 READY_TIMEOUT_S = 5.0
 CLIENT_GONE = 499  # nginx's convention for a client that closed before the answer
+JSON = ("Content-Type", "application/json")
+
+
+class ProxyApp:
+    """The proxy's state: settings, metrics, the redactor, and each profile's runtime while the
+    app runs (`running()`, entered by the server around its whole life)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        redactor: Redactor | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.metrics = ProxyMetrics()
+        self.redactor = redactor or Redactor()
+        register_config_secrets(self.redactor, settings)
+        self._clock = clock
+        self._sleep = sleep
+        self._profiles: dict[str, ProfileRuntime] | None = None
+
+    @property
+    def profiles(self) -> dict[str, ProfileRuntime]:
+        if self._profiles is None:
+            raise RuntimeError("the app is not running")
+        return self._profiles
+
+    @property
+    def is_running(self) -> bool:
+        return self._profiles is not None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Each profile's credentials, connection pool and forwarder, closed on the way out."""
+        operations = OperationIndex()
+        async with AsyncExitStack() as stack:
+            runtimes = {}
+            for name, profile in self.settings.all_profiles.items():
+                runtimes[name] = await stack.enter_async_context(
+                    running_profile(
+                        profile,
+                        self.settings,
+                        operations,
+                        self.metrics,
+                        self._clock,
+                        self.redactor.add,
+                        self._sleep,
+                    )
+                )
+            self._profiles = runtimes
+            try:
+                yield
+            finally:
+                self._profiles = None
 
 
 def create_app(
@@ -52,38 +106,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
     redactor: Redactor | None = None,
     sleep: Sleep = asyncio.sleep,
-) -> web.Application:
-    app = web.Application()
-    app[SETTINGS] = settings
-    app[METRICS] = ProxyMetrics()
-    app[REDACTOR] = redactor or Redactor()
-    register_config_secrets(app[REDACTOR], settings)
-    app.cleanup_ctx.append(lambda app: run_profiles(app, clock, sleep))
-    app.router.add_get("/_proxy/health", health)
-    app.router.add_get("/_proxy/ready", ready)
-    app.router.add_get("/_proxy/metrics", metrics)
-    app.router.add_route("*", "/_proxy/{tail:.*}", unknown_own_path)
-    # No catch-all: the front door forwards every path; a target that is not a path (CONNECT,
-    # `*`) finds no route here, and router_error answers it as InvalidInput.
-    app[FRONT_DOOR] = FrontDoor(app)
-    return app
-
-
-async def run_profiles(
-    app: web.Application, clock: Callable[[], float], sleep: Sleep = asyncio.sleep
-) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    operations = OperationIndex()
-    async with AsyncExitStack() as stack:
-        runtimes = {}
-        for name, profile in settings.all_profiles.items():
-            runtimes[name] = await stack.enter_async_context(
-                running_profile(
-                    profile, settings, operations, app[METRICS], clock, app[REDACTOR].add, sleep
-                )
-            )
-        app[PROFILES] = runtimes
-        yield
+) -> ProxyApp:
+    return ProxyApp(settings, clock, redactor, sleep)
 
 
 def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
@@ -97,68 +121,88 @@ def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
             redactor.add(secret.reveal(), configured=True)
 
 
-class FrontDoor:
-    """What the HTTP server calls for every request: the client key, the proxy's own errors
-    in SP-API's shape, and the access line, around forwarding or the app's own endpoints.
+OwnEndpoint = Callable[[ProxyApp], Awaitable[Answer]]
 
-    Forwarded requests go straight to their profile's forwarder. aiohttp's router and
-    middleware chain would cost ~18 µs a request (issue 6), a tenth of the proxy's CPU, to
-    pick the one catch-all route; paths under /_proxy/ and anything that is not a path still
-    go through the app's router.
+
+class FrontDoor:
+    """What the HTTP server calls for every request: the target and version checks, the client
+    key, forwarding or the proxy's own endpoints, its errors in SP-API's shape, and the access
+    line. No router: a request either goes to its profile's forwarder or is one of three own
+    paths, and a router's matching would cost more than both.
     """
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: ProxyApp) -> None:
         self._app = app
-        self._settings = app[SETTINGS]
-        self._metrics = app[METRICS]
-        self._redactor = app[REDACTOR]
-        auth_token = self._settings.listen.auth_token
+        self._metrics = app.metrics
+        self._redactor = app.redactor
+        auth_token = app.settings.listen.auth_token
         self._client_key = auth_token.reveal().encode() if auth_token else None
-
-    def _default_runtime(self) -> ProfileRuntime:
-        # The profiles exist once the app has started (run_profiles); looked up on each request
-        # so a restarted app's runtimes are never stale.
-        return self._app[PROFILES][DEFAULT_PROFILE]
+        self._own: dict[str, OwnEndpoint] = {
+            "/_proxy/health": health,
+            "/_proxy/ready": ready,
+            "/_proxy/metrics": metrics,
+        }
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
+        # Every connection of the proxy's server is a ProxyConnection (proxy.listener).
+        connection = cast(ProxyConnection, request.protocol)
+        connection.request_began(request)
         try:
-            if self._client_key is not None:
-                self._check_client_key(request)
-            path = request.path
-            if path.startswith("/") and not path.startswith(OWN_PREFIX):
-                profile = request.headers.get(PROFILE_HEADER)
-                runtime = (
-                    self._default_runtime() if profile is None else profile_for(self._app, profile)
+            try:
+                check_request_line(request)
+                if self._client_key is not None:
+                    self._check_client_key(request)
+                path = request.path
+                if not path.startswith(OWN_PREFIX):
+                    profile = request.headers.get(PROFILE_HEADER)
+                    profiles = self._app.profiles
+                    runtime = (
+                        profiles[DEFAULT_PROFILE]
+                        if profile is None
+                        else profile_for(profiles, profile)
+                    )
+                    response = await runtime.forwarder.handle(request)
+                else:
+                    response = await self._own_endpoint(request, path)
+            except ProxyError as error:
+                logger.warning(
+                    "%s %s: %s", error.code, loggable(request.path), loggable(error.message)
                 )
-                response = await runtime.forwarder.handle(request)
-            else:
-                # The app's own request handler, the one aiohttp's server would have called
-                # (web.Server.request_handler of an AppRunner): router, then the route.
-                response = await self._app._handle(request)  # type: ignore[arg-type]
-        except ProxyError as error:
-            logger.warning("%s %s: %s", error.code, loggable(request.path), loggable(error.message))
-            self._metrics.errors.labels(error.code).inc()
-            response = error_response(error)
-            if isinstance(error, RequestTooLarge):
-                # Don't let aiohttp read and discard the rest of a huge body to keep the
-                # connection.
-                response.force_close()
-        except web.HTTPException as http_error:  # the router's 404/405, in SP-API's shape too
-            response = error_response(router_error(request, http_error))
-        except (ConnectionResetError, asyncio.CancelledError):
-            self._log_access(request, CLIENT_GONE, started, None)
-            raise
-        except Exception as error:
-            self._log_unexpected(request, error)
-            response = error_response(UNEXPECTED)
-        request_id = (
-            response.request_id
-            if isinstance(response, WholeAnswer)
-            else response.headers.get(REQUEST_ID)
-        )
-        self._log_access(request, response.status, started, request_id)
-        return response
+                self._metrics.errors.labels(error.code).inc()
+                response = error_response(error)
+                if isinstance(error, RequestTooLarge):
+                    # Don't let aiohttp read and discard the rest of a huge body to keep the
+                    # connection.
+                    response.force_close()
+            except (ConnectionResetError, asyncio.CancelledError):
+                self._log_access(request, CLIENT_GONE, started, None)
+                raise
+            except Exception as error:
+                self._log_unexpected(request, error)
+                response = error_response(UNEXPECTED)
+            if connection.watchdog.draining:
+                response.force_close()  # the client learns from `Connection: close`
+            # Every answer is an Answer (stream_back's and the proxy's own).
+            request_id = cast(Answer, response).request_id
+            self._log_access(request, response.status, started, request_id)
+            return response
+        finally:
+            connection.request_ended()
+
+    async def _own_endpoint(self, request: web.BaseRequest, path: str) -> Answer:
+        endpoint = self._own.get(path)
+        if endpoint is None:
+            raise ProxyNotFound(
+                f"{path} is not one of the proxy's endpoints.",
+                "The proxy's own endpoints are /_proxy/health, /_proxy/ready and "
+                "/_proxy/metrics; paths under /_proxy/ are never forwarded.",
+            )
+        if request.method not in ("GET", "HEAD"):
+            raise MethodNotAllowed(
+                f"{path} answers GET and HEAD only.", "Send the request as a GET."
+            )
+        return await endpoint(self._app)
 
     def _check_client_key(self, request: web.BaseRequest) -> None:
         if request.path in OPEN_ENDPOINTS:
@@ -200,32 +244,34 @@ class FrontDoor:
         )
 
 
-FRONT_DOOR = web.AppKey("front_door", FrontDoor)
+def check_request_line(request: web.BaseRequest) -> None:
+    """Only origin-form targets without a fragment, and HTTP/1.x, on every path.
+
+    An absolute-form target (`GET http://host/...`) would otherwise reach the own endpoints by
+    its path; a fragment is never part of a request target (RFC 9112 §3.2), so one is refused
+    rather than guessed at; a request line without a version is HTTP/0.9, which is not spoken.
+    """
+    raw = request.raw_path
+    if not raw.startswith("/"):  # absolute-form, CONNECT host:port, `*`
+        raise not_a_path()
+    if "#" in raw:
+        raise InvalidRequest(
+            "The request target holds a fragment (#...).",
+            "Fragments are for the client's own use; send the target without it.",
+        )
+    if request.version.major != 1:
+        raise InvalidRequest(
+            "Only HTTP/1.1 and HTTP/1.0 are served.",
+            "Send an HTTP/1.1 request line: METHOD /path HTTP/1.1.",
+        )
 
 
-def router_error(request: web.BaseRequest, http_error: web.HTTPException) -> ProxyError:
-    if not request.raw_path.startswith("/"):  # CONNECT host:port and other non-path targets
-        return not_a_path()
-    error = ProxyError(http_error.reason)
-    error.status, error.code = http_error.status, "InvalidInput"
-    return error
+def error_response(error: ProxyError) -> Answer:
+    return error_answer(error.status, error.code, error.message, error.details, error.headers)
 
 
-def error_response(error: ProxyError) -> web.Response:
-    entry = {"code": error.code, "message": error.message}
-    if error.details:
-        entry["details"] = error.details
-    return web.Response(
-        status=error.status,
-        body=json.dumps({"errors": [entry]}).encode(),
-        content_type="application/json",
-        headers={**error.headers, "x-spapi-proxy-error": error.code},
-    )
-
-
-def profile_for(app: web.Application, name: str) -> ProfileRuntime:
+def profile_for(profiles: dict[str, ProfileRuntime], name: str) -> ProfileRuntime:
     """The runtime of the profile a request named in x-spapi-profile."""
-    profiles = app[PROFILES]
     runtime = profiles.get(name)
     if runtime is None:
         raise InvalidRequest(
@@ -235,29 +281,23 @@ def profile_for(app: web.Application, name: str) -> ProfileRuntime:
     return runtime
 
 
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+def json_answer(document: object, status: int = 200) -> Answer:
+    return Answer(status, None, [JSON], json.dumps(document).encode())
 
 
-async def ready(request: web.Request) -> web.Response:
+async def health(app: ProxyApp) -> Answer:
+    return json_answer({"status": "ok"})
+
+
+async def ready(app: ProxyApp) -> Answer:
     problems: list[str] = []
-    for runtime in request.app[PROFILES].values():
+    for runtime in app.profiles.values():
         problems += await runtime.credentials.readiness(READY_TIMEOUT_S)
     if problems:
-        return web.json_response({"status": "not ready", "reasons": problems}, status=503)
-    return web.json_response({"status": "ready"})
+        return json_answer({"status": "not ready", "reasons": problems}, status=503)
+    return json_answer({"status": "ready"})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
-    return web.Response(
-        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
-    )
-
-
-async def unknown_own_path(request: web.Request) -> web.Response:
-    raise ProxyNotFound(
-        f"{request.path} is not one of the proxy's endpoints.",
-        "The proxy's own endpoints are /_proxy/health, /_proxy/ready and /_proxy/metrics; "
-        "paths under /_proxy/ are never forwarded.",
-    )
+async def metrics(app: ProxyApp) -> Answer:
+    content_type = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+    return Answer(200, None, [content_type], app.metrics.render())

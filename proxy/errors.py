@@ -13,6 +13,8 @@
     ├── RequestTooLarge             413  body over listen.max_body_bytes
     ├── ProxyUnauthorized           401  missing or wrong x-spapi-proxy-key
     ├── InvalidRequest              400  a request the proxy refuses to forward
+    │   ├── UnsupportedExpectation  417  an Expect header other than 100-continue
+    │   └── MethodNotAllowed        405  a method the proxy's own endpoints don't serve
     └── ProxyNotFound               404  unknown /_proxy/ path
 
 Messages are written for the user and never hold a secret: callers pass error codes
@@ -104,6 +106,16 @@ class ProxyUnauthorized(ProxyError):
 
 class InvalidRequest(ProxyError):
     status, code = 400, "InvalidInput"
+
+
+class UnsupportedExpectation(InvalidRequest):
+    status = 417
+
+
+class MethodNotAllowed(InvalidRequest):
+    """A method the proxy's own endpoints don't serve (they are GET and HEAD only)."""
+
+    status = 405
 
 
 class ProxyNotFound(ProxyError):

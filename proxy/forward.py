@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from aiohttp import HttpVersion11, web
 
-from proxy.answers import WholeAnswer
+from proxy.answers import BODYLESS_STATUSES, Answer
 from proxy.credentials.grants import AccessTokens, Grant, Wanted, wanted_from
 from proxy.diagnosis import (
     BODY_HEAD_BYTES,
@@ -22,10 +22,15 @@ from proxy.diagnosis import (
     decoded_head,
     hint_for,
 )
-from proxy.errors import InvalidRequest, QuotaExceeded, RequestTooLarge, UpstreamUnreachable
+from proxy.errors import (
+    InvalidRequest,
+    QuotaExceeded,
+    RequestTooLarge,
+    UnsupportedExpectation,
+    UpstreamUnreachable,
+)
 from proxy.headers import (
     DROPPED_FROM_RESPONSE,
-    DROPPED_FROM_WHOLE_RESPONSE,
     combined_user_agent,
     request_headers_to_forward,
     response_headers_to_return,
@@ -40,7 +45,6 @@ from proxy.upstream import OutgoingRequest, Upstream
 logger = logging.getLogger(__name__)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
-BODYLESS_STATUSES = frozenset({204, 304})  # never a body, whatever Content-Length says
 REQUEST_ID = "x-amzn-RequestId"
 EXPECT = "Expect"
 # SP-API's 401/403 `details` that mean "fetch a new token and try again" (FACTS.md §1).
@@ -264,18 +268,15 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
 async def answer_expectation(request: web.BaseRequest) -> None:
     """Tell a client that waits before its body (curl does, above 1 KiB) to send it.
 
-    The front door skips aiohttp's router, whose route would have answered this.
+    aiohttp's server leaves this to the application (its router would have answered it).
     """
     if request.headers[EXPECT].lower() != "100-continue":
-        error = InvalidRequest(  # the client's value is not quoted back or logged
+        raise UnsupportedExpectation(  # the client's value is not quoted back or logged
             "Unsupported Expect header.",
             "The only expectation HTTP/1.1 defines is 100-continue.",
         )
-        error.status = 417
-        raise error
     if request.version == HttpVersion11:  # an HTTP/1.0 client doesn't wait for it
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the answer proper has not begun
 
 
 def too_large(limit: int) -> RequestTooLarge:
@@ -313,20 +314,31 @@ async def stream_back(
     upstream: UpstreamResponse,
     head: bytes = b"",
     extra_headers: dict[str, str] | None = None,
-) -> web.StreamResponse:
-    """Status, headers and body back to the client; `head` is body already read."""
+) -> Answer:
+    """Status, headers and body back to the client; `head` is body already read.
+
+    A small answer is read whole and returned unsent (the server writes it in one piece); a
+    larger one, or one of unknown length, is streamed from here.
+    """
     try:
-        small = small_body_length(request, upstream, head)
-        dropped = DROPPED_FROM_RESPONSE if small is None else DROPPED_FROM_WHOLE_RESPONSE
+        dropped = DROPPED_FROM_RESPONSE
         if extra_headers:
             dropped = dropped | {name.lower() for name in extra_headers}
         headers = response_headers_to_return(upstream.headers, dropped)
         if extra_headers:
             headers += extra_headers.items()
-        if small is not None:
-            return await answer_whole(upstream, headers, small)
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=headers
+        has_date = "Date" in upstream.headers
+        request_id = upstream.headers.get(REQUEST_ID)
+        length = content_length(upstream)
+        if small_body_length(request, upstream, head, length) is not None:
+            return await answer_whole(upstream, headers, length or 0, has_date, request_id)
+        response = Answer(
+            upstream.status,
+            upstream.reason,
+            headers,
+            length=length,
+            has_date=has_date,
+            request_id=request_id,
         )
         await response.prepare(request)
         try:
@@ -349,27 +361,34 @@ async def stream_back(
         upstream.release()
 
 
+def content_length(upstream: UpstreamResponse) -> int | None:
+    """The answer's Content-Length (the upstream client refuses unequal duplicates and bad
+    values, so one digit string or nothing is left)."""
+    length = upstream.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None
+
+
 # Answers up to this size are read whole and sent in one write with their headers: most SP-API
 # answers are a few KB of JSON, and streaming them costs an extra send per request.
 SMALL_BODY_BYTES = 64 * 1024
 
 
 def small_body_length(
-    request: web.BaseRequest, upstream: UpstreamResponse, head: bytes
+    request: web.BaseRequest, upstream: UpstreamResponse, head: bytes, length: int | None
 ) -> int | None:
     """The length of an answer to send whole, or None to stream it."""
-    length = upstream.headers.get("Content-Length", "")
-    if head or request.method == "HEAD" or upstream.status in BODYLESS_STATUSES:
+    if length is None or length > SMALL_BODY_BYTES or head or request.method == "HEAD":
         return None
-    if not length.isdigit():
-        return None
-    size = int(length)
-    return size if size <= SMALL_BODY_BYTES else None
+    return None if upstream.status in BODYLESS_STATUSES else length
 
 
 async def answer_whole(
-    upstream: UpstreamResponse, headers: list[tuple[str, str]], length: int
-) -> WholeAnswer:
+    upstream: UpstreamResponse,
+    headers: list[tuple[str, str]],
+    length: int,
+    has_date: bool,
+    request_id: str | None,
+) -> Answer:
     """The whole answer, sent in one write; `headers` are without Content-Length, which is set
     from the body."""
     try:
@@ -380,11 +399,6 @@ async def answer_whole(
             f"SP-API's answer broke off before its end ({type(error).__name__}).",
             "Retry the request; if it keeps happening, check the network to the upstream.",
         ) from None
-    return WholeAnswer(
-        upstream.status,
-        upstream.reason,
-        headers,
-        body,
-        needs_date="Date" not in upstream.headers,
-        request_id=upstream.headers.get(REQUEST_ID),
+    return Answer(
+        upstream.status, upstream.reason, headers, body, has_date=has_date, request_id=request_id
     )

@@ -53,10 +53,9 @@ OWNED = frozenset(
 DROPPED_FROM_REQUEST = HOP_BY_HOP | OWNED | {"content-length", "expect"}
 
 
-# What never goes back to the client from an upstream answer; a small answer's framing is
-# also recomputed for the body sent (see proxy.forward).
-DROPPED_FROM_RESPONSE = HOP_BY_HOP
-DROPPED_FROM_WHOLE_RESPONSE = HOP_BY_HOP | {"content-length"}
+# What never goes back to the client from an upstream answer: hop-by-hop fields, and the length,
+# which the answer writer states itself from the body it frames (proxy.answers).
+DROPPED_FROM_RESPONSE = HOP_BY_HOP | {"content-length"}
 
 
 def connection_tokens(connection_values: Iterable[str]) -> frozenset[str]:

@@ -94,7 +94,7 @@ def configure_logging(level: str, redactor: Redactor) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging._srcfile = None
+    logging._srcfile = None  # noqa: SLF001 - the HOWTO's documented switch; no public one exists
     global _fast_access_line
     handler = BatchedStreamHandler(sys.stderr.fileno())
     formatter = LogFormatter()

@@ -8,7 +8,6 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
@@ -123,7 +122,7 @@ async def start_proxy(clock: FakeClock, sleeper: FakeSleeper) -> AsyncIterator[S
     running: list[RunningServer] = []
 
     async def start(settings: Settings) -> RunningServer:
-        app: web.Application = create_app(settings, clock=clock, sleep=sleeper)
+        app = create_app(settings, clock=clock, sleep=sleeper)
         server = await start_server(app, "127.0.0.1", 0, drain_timeout_s=1.0)
         running.append(server)
         return server

@@ -1,4 +1,4 @@
-"""Small answers the proxy serialises itself: the exact bytes a client gets, keep-alive by HTTP
+"""Answers the proxy serialises itself: the exact bytes a client gets, keep-alive by HTTP
 version, Date when the upstream sent none, and bodyless statuses left to aiohttp."""
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiohttp import HttpVersion11
 from aiohttp.test_utils import TestServer
 
-from proxy.answers import WholeAnswer, answer_head
+from proxy.answers import Answer, answer_head
 from proxy.emulator import EmulatorConfig
 from proxy.server import RunningServer
 from tests.conftest import StartProxy, settings_for
@@ -175,11 +174,11 @@ async def test_bodyless_statuses_get_no_body_whatever_their_length_says(
 
 
 def test_force_close_is_honoured() -> None:
-    answer = WholeAnswer(200, "OK", [], b"", needs_date=False, request_id=None)
+    answer = Answer(200, "OK", [], b"")
     answer.force_close()
     assert answer.keep_alive is False
     head = answer_head(
-        HttpVersion11, 200, "OK", [], keep_alive=False, needs_date=False, body_length=0
+        False, 200, "OK", [], keep_alive=False, needs_date=False, framing="Content-Length: 0\r\n"
     )
     assert head == b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
@@ -187,11 +186,11 @@ def test_force_close_is_honoured() -> None:
 def test_a_cr_or_lf_in_the_head_is_refused() -> None:
     with pytest.raises(ValueError, match="CR or LF"):
         answer_head(
-            HttpVersion11,
+            False,
             200,
             "OK",
             [("x-hint", "one\r\nInjected: yes")],
             keep_alive=True,
             needs_date=False,
-            body_length=0,
+            framing="Content-Length: 0\r\n",
         )

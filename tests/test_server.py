@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from proxy.app import create_app
+from proxy.emulator import EmulatorConfig
 from proxy.server import start_server
+from tests.conftest import settings_for
 
 
-async def test_start_server_cleans_up_when_the_port_is_taken() -> None:
-    closed: list[bool] = []
-
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        yield
-        closed.append(True)
-
+async def test_start_server_closes_the_app_when_the_port_is_taken(
+    emulator: TestServer, emulator_config: EmulatorConfig
+) -> None:
+    app = create_app(settings_for(emulator, emulator_config))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        app = web.Application()
-        app.cleanup_ctx.append(context)
         with pytest.raises(OSError, match="address already in use"):
             await start_server(app, "127.0.0.1", busy.getsockname()[1])
-    assert closed == [True]
+    assert not app.is_running  # its profiles' pools and sessions were closed

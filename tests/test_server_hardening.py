@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -62,7 +63,7 @@ async def canned() -> AsyncIterator[CannedUpstream]:
 
 
 def canned_settings(
-    canned: CannedUpstream, emulator: TestServer, config: EmulatorConfig, **listen: object
+    canned: CannedUpstream, emulator: TestServer, config: EmulatorConfig, **listen: Any
 ) -> Settings:
     settings = settings_for(emulator, config, **listen)
     upstream = dataclasses.replace(settings.upstream, endpoint=canned.url)

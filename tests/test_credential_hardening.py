@@ -377,6 +377,41 @@ async def test_lwa_answer_over_one_mib_is_refused_as_lwa_unavailable(
     assert "1 MiB" in json.loads(response.body)["errors"][0]["message"]
 
 
+async def test_endless_lwa_answer_is_cut_off_at_the_cap_not_read_to_the_timeout(
+    aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
+) -> None:
+    written = 0
+
+    async def endless(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal written
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        piece = b" " * (64 * 1024)
+        try:
+            await response.write(b'{"access_token": "Atza|x", "padding": "')
+            while written < 256 * MIB:  # a bound for the test itself, far past the cap
+                await response.write(piece)
+                written += len(piece)
+        except ConnectionError:
+            pass  # the proxy hung up
+        return response
+
+    config = EmulatorConfig(clock=clock)
+    emulator = await emulator_with(aiohttp_server, config, on_path(LWA_PATH, endless))
+    settings = settings_for(emulator, config)
+    lwa = dataclasses.replace(settings.lwa, timeout_s=5.0)
+    proxy = await start_proxy(dataclasses.replace(settings, lwa=lwa))
+
+    response = await get(proxy.port)
+
+    assert response.status == 503
+    assert "1 MiB" in json.loads(response.body)["errors"][0]["message"]
+    # What the proxy took in stopped at the cap; the rest is what the sockets' buffers held.
+    assert written < 32 * MIB, written
+
+
 @pytest.mark.parametrize("with_length", [False, True], ids=["chunked", "content-length"])
 async def test_tokens_api_answer_over_one_mib_is_refused_as_rdt_rejected(
     with_length: bool, aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy

@@ -805,6 +805,11 @@ def _inherit(
                 f"{where}.{changed} is not the inherited {section}.{changed}, so set "
                 f"{where}.{other} too: the two only work together",
             )
+    if section == "aws":
+        # A session token belongs to the temporary key it was issued with, never to another.
+        key_id = own.get("access_key_id", inherited.access_key_id)
+        if key_id != inherited.access_key_id:
+            own.setdefault("session_token", None)
     return dataclasses.replace(inherited, **own)
 
 

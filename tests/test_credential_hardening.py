@@ -705,3 +705,29 @@ def test_a_key_and_session_token_aws_would_refuse_together_are_a_config_error(
     assert raised.value.key == "aws.session_token"
     assert says in raised.value.message
     assert TEMP_TOKEN not in str(raised.value)
+
+
+def test_a_profile_with_its_own_access_key_does_not_inherit_the_session_token(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "aws: {}\n"
+        "profiles:\n"
+        "  other:\n"
+        "    aws: {access_key_id: AKIAOTHERLONGTERM001, secret_access_key: other/secret/key}\n"
+    )
+    environ = {
+        "LWA_CLIENT_ID": "id",
+        "LWA_CLIENT_SECRET": "secret1234",
+        "LWA_REFRESH_TOKEN": "x",
+        "AWS_ACCESS_KEY_ID": TEMP_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": TEMP_SECRET,
+        "AWS_SESSION_TOKEN": TEMP_TOKEN,
+    }
+    settings = load_settings(str(path), environ)
+    assert settings.aws is not None
+    assert settings.aws.session_token == Secret(TEMP_TOKEN)
+    (other,) = settings.profiles
+    assert other.aws is not None
+    assert other.aws.session_token is None

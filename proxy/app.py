@@ -90,7 +90,7 @@ class ProxyApp:
                         operations,
                         self.metrics,
                         self._clock,
-                        self.redactor.add,
+                        self.redactor,
                         self._sleep,
                     )
                 )

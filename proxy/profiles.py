@@ -20,6 +20,7 @@ from proxy.http import UpstreamPool
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.ratelimit import RateLimiter
+from proxy.redact import Redactor
 from proxy.settings import Profile, Settings
 from proxy.upstream import Upstream
 
@@ -43,12 +44,12 @@ async def running_profile(
     operations: OperationIndex,
     metrics: ProxyMetrics,
     clock: Callable[[], float] = time.time,
-    on_new_secret: Callable[[str], None] | None = None,
+    redactor: Redactor | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> AsyncIterator[ProfileRuntime]:
     async with upstream_session(profile) as session, upstream_pool(profile) as pool:
         credentials = CredentialStore(
-            profile, session, clock, on_refresh=metrics.count_refresh, on_new_secret=on_new_secret
+            profile, session, clock, on_refresh=metrics.count_refresh, redactor=redactor
         )
         upstream = Upstream(profile, pool, credentials, metrics, clock)
         access = AccessTokens(

@@ -43,14 +43,12 @@ class LwaTokenSource:
         settings: LwaSettings,
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
-        on_new_secret: Callable[[str], None] | None = None,
         scope: str | None = None,
         redactor: Redactor | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
         self._clock = clock
-        self._on_new_secret = on_new_secret
         self._scope = scope
         self._redactor = redactor or Redactor()
         for secret in (settings.client_secret, settings.refresh_token):
@@ -119,8 +117,6 @@ class LwaTokenSource:
                 "(empty, or holding spaces, control or non-ASCII characters)"
             )
         self._redactor.add(token)
-        if self._on_new_secret is not None:
-            self._on_new_secret(token)
         return Expiring(Secret(token), started + lifetime)
 
     def _unavailable(self, reason: str) -> LwaUnavailable:

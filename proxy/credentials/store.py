@@ -25,16 +25,16 @@ class CredentialStore:
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
         on_refresh: Callable[[str, bool], None] | None = None,
-        on_new_secret: Callable[[str], None] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._profile = profile
         self._session = session
         self._clock = clock
         self._on_refresh = on_refresh
-        self._on_new_secret = on_new_secret
-        # Masks what LWA, STS and the Tokens API quote back before it reaches an error body:
-        # this profile's configured secrets (the sources add them) and every credential fetched.
-        self.redactor = Redactor()
+        # The proxy's one redactor (the logs' too): the sources teach it every credential they
+        # fetch, and everything LWA, STS or the Tokens API quote passes through it before it
+        # reaches an error body.
+        self.redactor = redactor or Redactor()
         self.lwa = self._lwa_refreshable(scope=None)
         # Grantless tokens, one per scope; only two scopes exist (FACTS.md §4).
         self._grantless: dict[str, Refreshable[Secret]] = {}
@@ -44,7 +44,6 @@ class CredentialStore:
                 profile.aws,
                 profile.upstream.signing_region,
                 clock,
-                on_new_secret,
                 redactor=self.redactor,
             )
             self.aws = Refreshable(self._label(source.kind), source.fetch, clock, on_refresh)
@@ -59,7 +58,6 @@ class CredentialStore:
             self._profile.lwa,
             self._session,
             self._clock,
-            self._on_new_secret,
             scope=scope,
             redactor=self.redactor,
         )

@@ -54,13 +54,11 @@ class AwsCredentialSource:
         settings: AwsSettings,
         region: str,
         clock: Callable[[], float] = time.time,
-        on_new_secret: Callable[[str], None] | None = None,
         redactor: Redactor | None = None,
     ) -> None:
         self._settings = settings
         self._region = region
         self._clock = clock
-        self._on_new_secret = on_new_secret
         self._redactor = redactor or Redactor()
         for secret in (settings.secret_access_key, settings.session_token):
             if secret:
@@ -224,8 +222,6 @@ class AwsCredentialSource:
         for secret in secrets:
             if secret:
                 self._redactor.add(secret)
-                if self._on_new_secret is not None:
-                    self._on_new_secret(secret)
 
 
 def decode_compressed(response_dict: dict[str, Any], **_: Any) -> None:

@@ -93,7 +93,7 @@ class LwaTokenSource:
                 status = response.status
                 body = decoded(raw, response.headers.get("Content-Encoding", ""))
         except AnswerRefused as refused:
-            raise self._unavailable(str(refused)) from None
+            raise self._unusable(str(refused)) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise Retryable(self._unavailable(describe_network_error(error))) from None
         if status >= 500:
@@ -108,11 +108,11 @@ class LwaTokenSource:
             token = document["access_token"]
             lifetime = lifetime_s(document.get("expires_in", DEFAULT_LIFETIME_S))
         except AnswerRefused as refused:
-            raise self._unavailable(f"LWA answered 200, but {refused}") from None
+            raise self._unusable(f"LWA answered 200, but {refused}") from None
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise self._unavailable("LWA answered 200 without an access_token") from None
+            raise self._unusable("LWA answered 200 without an access_token") from None
         if not isinstance(token, str) or not is_header_safe(token):
-            raise self._unavailable(
+            raise self._unusable(
                 "LWA answered 200 with an access_token that is not visible ASCII "
                 "(empty, or holding spaces, control or non-ASCII characters)"
             )
@@ -120,13 +120,27 @@ class LwaTokenSource:
         return Expiring(Secret(token), started + lifetime)
 
     def _unavailable(self, reason: str) -> LwaUnavailable:
+        return self._failed(
+            reason,
+            "The proxy retried within lwa.timeout_s; check network access to the token URL "
+            "(lwa.token_url).",
+        )
+
+    def _unusable(self, reason: str) -> LwaUnavailable:
+        # Not retried: the same server would most likely answer the same way.
+        return self._failed(
+            reason,
+            "Check that lwa.token_url is LWA's token endpoint and that nothing in between "
+            "(a proxy, a captive portal) answers in its place.",
+        )
+
+    def _failed(self, reason: str, details: str) -> LwaUnavailable:
         return LwaUnavailable(
             self._redactor.scrub(
                 f"Could not get an LWA access token ({self.grant}) from "
                 f"{self._settings.token_url}: {reason}."
             ),
-            "The proxy retried within lwa.timeout_s; check network access to the token URL "
-            "(lwa.token_url).",
+            details,
         )
 
     def _rejected(self, status: int, body: bytes) -> LwaRejected:

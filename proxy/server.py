@@ -41,7 +41,6 @@ class RunningServer:
     app_lifetime: AsyncExitStack
     port: int
     drain_timeout_s: float
-    restore_exception_handler: Any
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish within drain_timeout_s, cut the rest,
@@ -54,7 +53,6 @@ class RunningServer:
             await self.runner.cleanup()
         finally:
             await self.app_lifetime.aclose()
-            asyncio.get_running_loop().set_exception_handler(self.restore_exception_handler)
 
 
 async def start_server(
@@ -90,12 +88,18 @@ async def start_server(
     except BaseException:
         await lifetime.aclose()  # the app's upstream connection pools and sessions
         raise
-    loop = asyncio.get_running_loop()
-    previous_handler = loop.get_exception_handler()
-    loop.set_exception_handler(AcceptErrorReporter(previous_handler))
+    report_accept_errors_sparingly(asyncio.get_running_loop())
     server.watchdog.start()
     bound = runner.addresses[0][1] if runner.addresses else port
-    return RunningServer(runner, server, lifetime, int(bound), drain_timeout_s, previous_handler)
+    return RunningServer(runner, server, lifetime, int(bound), drain_timeout_s)
+
+
+def report_accept_errors_sparingly(loop: asyncio.AbstractEventLoop) -> None:
+    """Install AcceptErrorReporter once per loop; it passes everything else on, so it can stay
+    for the loop's life."""
+    current = loop.get_exception_handler()
+    if not isinstance(current, AcceptErrorReporter):
+        loop.set_exception_handler(AcceptErrorReporter(current))
 
 
 class AcceptErrorReporter:

@@ -19,9 +19,10 @@ from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
 from proxy.emulator import EmulatorConfig
+from proxy.listener import default_max_connections
 from proxy.secret import Secret
 from proxy.server import RunningServer, start_server
-from proxy.settings import Settings
+from proxy.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.conftest import ServerFactory, StartProxy, settings_for, url_of
 from tests.support.moto_sts import free_port
 from tests.support.rawhttp import raw_request
@@ -529,3 +530,47 @@ async def test_an_absolute_form_target_is_400_on_every_path(
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
     assert b"InvalidInput" in answer
     assert canned.requests == []
+
+
+async def test_a_streamed_answer_to_an_http_1_0_client_ends_with_the_connection(
+    corner_proxy: RunningServer, canned: CannedUpstream
+) -> None:
+    canned.answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nb\r\n" + BODY + b"\r\n0\r\n\r\n"
+    )
+    answer = await raw_exchange(
+        corner_proxy.port, b"GET /orders/v0/orders HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    )
+    status_line, fields = head_of(answer)
+    assert status_line == b"HTTP/1.0 200 OK"
+    names = [name.lower() for name, _ in fields]
+    assert b"transfer-encoding" not in names  # HTTP/1.0 has no chunks
+    assert b"connection" not in names  # and it closes, which 1.0 assumes
+    assert answer.endswith(b"\r\n\r\n" + BODY)
+
+
+async def test_a_head_answer_keeps_the_upstreams_length_and_sends_no_body(
+    corner_proxy: RunningServer, canned: CannedUpstream
+) -> None:
+    canned.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+    reader, writer = await asyncio.open_connection(HOST, corner_proxy.port)
+    try:
+        for _ in range(2):  # the connection stays usable: no stray body bytes
+            writer.write(b"HEAD /orders/v0/orders HTTP/1.1\r\nHost: x\r\n\r\n")
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"Content-Length: 1234\r\n" in head
+    finally:
+        writer.close()
+
+
+def test_the_default_connection_limit_leaves_descriptors_for_upstream_and_files() -> None:
+    settings = Settings(
+        listen=ListenSettings(),
+        upstream=UpstreamSettings(max_connections=100),
+        lwa=LwaSettings("id", Secret("s" * 10), Secret("r" * 10)),
+    )
+    assert default_max_connections(settings, descriptors=1024) == 1024 - 100 - 64
+    assert default_max_connections(settings, descriptors=100) == 16  # a floor, to serve at all
+    assert default_max_connections(settings, descriptors=1 << 20) == 10_000

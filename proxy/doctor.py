@@ -35,7 +35,7 @@ from proxy.credentials.sts import CHAIN_REREAD_S, AwsCredentialSource
 from proxy.diagnosis import BODY_HEAD_BYTES, HINT_HEADER, LWA, Exchange, hint_for
 from proxy.errors import CredentialError, LwaRejected
 from proxy.headers import PROFILE_HEADER
-from proxy.profiles import upstream_session
+from proxy.profiles import lwa_session
 from proxy.redact import Redactor
 from proxy.server import RunningServer, start_server
 from proxy.settings import DEFAULT_PROFILE, Profile, Settings
@@ -158,7 +158,7 @@ def skip(profile: Profile, subject: str, text: str) -> Check:
 async def check_lwa(profile: Profile, redactor: Redactor) -> Check:
     """One refresh_token grant, the way the proxy asks for it (same source class, same TLS)."""
     subject, lwa = "LWA token", profile.lwa
-    async with upstream_session(profile) as session:
+    async with lwa_session(profile) as session:
         source = LwaTokenSource(lwa, session, time.time, redactor=redactor)
         started = time.time()
         try:

@@ -47,7 +47,7 @@ async def running_profile(
     redactor: Redactor | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> AsyncIterator[ProfileRuntime]:
-    async with upstream_session(profile) as session, upstream_pool(profile) as pool:
+    async with lwa_session(profile) as session, upstream_pool(profile) as pool:
         credentials = CredentialStore(
             profile, session, clock, on_refresh=metrics.count_refresh, redactor=redactor
         )
@@ -95,7 +95,7 @@ async def upstream_pool(profile: Profile) -> AsyncIterator[UpstreamPool]:
 
 
 @asynccontextmanager
-async def upstream_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
+async def lwa_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
     """LWA's token calls (few, off the hot path) go through aiohttp; nothing else does."""
     upstream = profile.upstream
     connector = aiohttp.TCPConnector(

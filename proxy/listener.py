@@ -10,7 +10,8 @@ idle, when the next head began arriving, and a count of reads.
 - A request head must be complete within `header_timeout_s` of the connection opening, or of its
   first byte on a kept-alive connection (a client trickling a byte at a time gains nothing).
 - An idle kept-alive connection closes after `keepalive_timeout_s`.
-- A request body may fall silent for at most `body_timeout_s`.
+- A client may stall a request in progress for at most `body_timeout_s`: its body stops
+  arriving, or it stops reading the answer (the bytes waiting to be sent don't move).
 - Beyond `max_connections` open at once, a new connection is closed as soon as it is accepted,
   without a log line: a flood must not become a log flood, nor run the process out of
   descriptors (then the kernel's queue, not the proxy, holds the excess).
@@ -105,8 +106,8 @@ class ProxyConnection(RequestHandler):
         "first_byte_at",
         "heard_at",
         "idle_since",
+        "progress_seen",
         "reads",
-        "reads_seen",
         "request",
         "served",
         "watchdog",
@@ -120,8 +121,8 @@ class ProxyConnection(RequestHandler):
         self.served = 0  # requests begun on this connection
         self.idle_since = 0.0  # when the wait for the next head began
         self.first_byte_at: float | None = None  # when that head's first byte arrived
-        self.reads = 0  # data_received calls: the body silence check compares counts
-        self.reads_seen = -1  # `reads` at the last sweep that saw it change
+        self.reads = 0  # data_received calls: the stall check compares counts
+        self.progress_seen = (-1, -1)  # reads and unsent bytes when the last sweep saw a change
         self.heard_at = 0.0  # when that sweep ran
         self._refused = False
 
@@ -161,20 +162,26 @@ class ProxyConnection(RequestHandler):
         self.watchdog.request_ended()
 
     def overdue(self, limits: ConnectionLimits, now: float) -> bool:
-        """Past its time: a head not complete, an idle keep-alive, or a body fallen silent."""
+        """Past its time: a head not complete, an idle keep-alive, or a client that stalls a
+        request in progress (its body stops arriving, or it stops reading the answer)."""
         if self.busy:
-            request = self.request
-            if request is None or request.content.is_eof():
-                return False  # the body is in: the request waits on the upstream, not on us
-            if self.reads != self.reads_seen:
-                self.reads_seen, self.heard_at = self.reads, now
-                return False
-            return now - self.heard_at > limits.body_timeout_s
+            return self._stalled(limits.body_timeout_s, now)
         if self.served == 0:  # the first head is due within header_timeout_s of connecting
             return now - self.idle_since > limits.header_timeout_s
         if self.first_byte_at is None:
             return now - self.idle_since > limits.keepalive_timeout_s
         return now - self.first_byte_at > limits.header_timeout_s
+
+    def _stalled(self, timeout_s: float, now: float) -> bool:
+        request, transport = self.request, self.transport
+        unsent = transport.get_write_buffer_size() if transport is not None else 0
+        waiting_on_client = unsent > 0 or (request is not None and not request.content.is_eof())
+        progress = (self.reads, unsent)
+        if progress != self.progress_seen or not waiting_on_client:
+            # Moving, or waiting on the upstream (whose own timeouts apply): not stalled.
+            self.progress_seen, self.heard_at = progress, now
+            return False
+        return now - self.heard_at > timeout_s
 
     def handle_error(
         self,

@@ -116,6 +116,10 @@ class AcceptErrorReporter:
         self._suppressed = 0
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if is_retry_for_a_closed_listener(context):
+            # asyncio's accept retry scheduled before the listener closed: nothing is wrong.
+            logger.debug("an accept retry found its listener closed")
+            return
         if "accept" not in str(context.get("message", "")):
             if self._previous is not None:
                 self._previous(loop, context)
@@ -134,6 +138,14 @@ class AcceptErrorReporter:
             self._suppressed,
         )
         self._last_reported, self._suppressed = now, 0
+
+
+def is_retry_for_a_closed_listener(context: dict[str, Any]) -> bool:
+    """asyncio retries a failed accept a second later with a callback of its own; when the
+    listener closed meanwhile, that callback fails on the closed socket's descriptor (-1)."""
+    return isinstance(context.get("exception"), ValueError) and "_start_serving" in str(
+        context.get("handle", "")
+    )
 
 
 # The objects built at start-up (settings, the operations table, imported modules) live as long

@@ -43,7 +43,7 @@ class ListenSettings:
     busy_poll_us: int = 50  # spin this long before the event loop sleeps (proxy/eventloop.py)
     header_timeout_s: float = 10.0  # a request head must be complete within this
     keepalive_timeout_s: float = 15.0  # an idle keep-alive connection closes after this
-    body_timeout_s: float = 10.0  # longest silence while a request body is arriving
+    body_timeout_s: float = 10.0  # longest a client may stall sending its body or reading
     max_connections: int | None = None  # inbound; None: from the descriptor limit (proxy/server.py)
 
     @property

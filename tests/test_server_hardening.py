@@ -574,3 +574,21 @@ def test_the_default_connection_limit_leaves_descriptors_for_upstream_and_files(
     assert default_max_connections(settings, descriptors=1024) == 1024 - 100 - 64
     assert default_max_connections(settings, descriptors=100) == 16  # a floor, to serve at all
     assert default_max_connections(settings, descriptors=1 << 20) == 10_000
+
+
+async def test_a_client_that_stops_reading_a_streamed_answer_is_cut_after_body_timeout(
+    short_timeouts: RunningServer, canned: CannedUpstream
+) -> None:
+    size = 32 * 1024 * 1024  # far more than the socket buffers between us hold
+    canned.answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size
+    reader, writer = await asyncio.open_connection(HOST, short_timeouts.port, limit=1 << 16)
+    try:
+        writer.write(build(b"GET /orders/v0/orders HTTP/1.1"))
+        await asyncio.sleep(4.0)  # reading nothing: the proxy's writes stall
+        received = 0
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(1 << 20):
+                received += len(chunk)
+    finally:
+        writer.close()
+    assert received < size  # the proxy gave up on the stalled reader and closed

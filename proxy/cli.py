@@ -1,4 +1,4 @@
-"""The command line: argument parsing, logging set-up and exit codes (PRODUCT.md "Command line")."""
+"""The command line: argument parsing, logging set-up and exit codes (README "Command line")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The proxy's own failures: one exception per row of PRODUCT.md's error table.
+"""The proxy's own failures: one exception per row of the README's "Errors the proxy itself
+answers" table.
 
     ProxyError                      (status, code)
     ├── CredentialError             a credential source failed; `source` names it

@@ -11,8 +11,8 @@ from proxy.logsink import BatchedStreamHandler
 from proxy.redact import RedactingFilter, Redactor
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-# botocore at DEBUG prints canonical requests and STS answers, which hold token values
-# (FACTS.md §10): keep these at WARNING whatever the proxy's own level is.
+# botocore at DEBUG prints canonical requests and STS answers, which hold token values: keep
+# these at WARNING whatever the proxy's own level is.
 PINNED_AT_WARNING = ("botocore", "boto3", "urllib3", "s3transfer")
 ACCESS_LOGGER = "proxy.access"
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -45,7 +45,7 @@ class LogFormatter(logging.Formatter):
 
 # The access line's fast path, set by configure_logging: the same text the logging machinery
 # would write, without a LogRecord, filter and handler chain (~15 µs of ~170 µs per request
-# under load, issue 6). None when logging was set up by someone else (tests, embedding).
+# under load). None when logging was set up by someone else (tests, embedding).
 _fast_access_line: Callable[[str], None] | None = None
 
 

@@ -1,8 +1,8 @@
 """A log handler that writes in batches: one write() system call per flush, not per line.
 
-Python's stderr is line-buffered, so every access line used to cost a system call on the event
-loop (about a tenth of the CPU per request under load) and could stall every request when the
-reader of the pipe (docker logs, journald) fell behind. Here lines go into a private list;
+Python's stderr is line-buffered: a system call per access line on the event loop would cost
+about a tenth of the CPU per request under load, and could stall every request when the reader
+of the pipe (docker logs, journald) falls behind. Here lines go into a private list;
 WARNING and above are flushed at once, the rest at most FLUSH_INTERVAL_S later by a small thread,
 and everything at exit.
 """

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 
 from proxy.answers import error_answer
 from proxy.settings import Settings
@@ -92,7 +90,7 @@ def default_max_connections(settings: Settings, descriptors: int | None = None) 
     return max(MIN_CONNECTIONS, min(MAX_DEFAULT_CONNECTIONS, spare))
 
 
-class ProxyConnection(RequestHandler):
+class ProxyConnection(web.RequestHandler):
     """aiohttp's protocol handler for one inbound connection, with what the watchdog needs and
     parser-level failures answered in SP-API's error shape.
 
@@ -117,7 +115,7 @@ class ProxyConnection(RequestHandler):
         super().__init__(manager, **options)
         self.watchdog = watchdog
         self.busy = False
-        self.request: BaseRequest | None = None
+        self.request: web.BaseRequest | None = None
         self.served = 0  # requests begun on this connection
         self.idle_since = 0.0  # when the wait for the next head began
         self.first_byte_at: float | None = None  # when that head's first byte arrived
@@ -146,7 +144,7 @@ class ProxyConnection(RequestHandler):
             self.first_byte_at = self.watchdog.clock()
         super().data_received(data)
 
-    def request_began(self, request: BaseRequest) -> None:
+    def request_began(self, request: web.BaseRequest) -> None:
         self.busy = True
         self.request = request
         self.served += 1
@@ -185,7 +183,7 @@ class ProxyConnection(RequestHandler):
 
     def handle_error(
         self,
-        request: BaseRequest,
+        request: web.BaseRequest,
         status: int = 500,
         exc: BaseException | None = None,
         message: str | None = None,
@@ -196,7 +194,10 @@ class ProxyConnection(RequestHandler):
             status, ("InternalError", "The proxy failed unexpectedly; its log has details.")
         )
         reason = type(exc).__name__ if exc else "unknown"
-        logger.warning("refused a request the HTTP parser rejected (%d, %s)", status, reason)
+        if isinstance(exc, ConnectionError):  # the client went away; nothing can be said to it
+            logger.debug("a client went away before its answer (%s)", reason)
+        else:
+            logger.warning("refused a request the HTTP parser rejected (%d, %s)", status, reason)
         answer = error_answer(status, code, text, reason)
         answer.force_close()
         return answer
@@ -270,7 +271,7 @@ class ProxyServer(web.Server):
 
     def __init__(
         self,
-        handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
         limits: ConnectionLimits,
         **options: Any,
     ) -> None:
@@ -280,5 +281,5 @@ class ProxyServer(web.Server):
         self._connection_options = {**options, "loop": loop}
         self.watchdog = Watchdog(limits, loop)
 
-    def __call__(self) -> RequestHandler:
+    def __call__(self) -> web.RequestHandler:
         return ProxyConnection(self, self.watchdog, **self._connection_options)

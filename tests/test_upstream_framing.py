@@ -69,6 +69,12 @@ CORPUS: list[tuple[str, str, bytes]] = [
     ("reason with spaces", "GET", b"HTTP/1.1 404 Not  Found \r\nContent-Length: 0\r\n\r\n"),
     ("HTTP/1.0", "GET", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
     (
+        "HTTP/1.0 keep-alive",
+        "GET",
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    ),
+    ("HEAD, no length", "HEAD", b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n"),
+    (
         "Connection: close",
         "GET",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
@@ -229,6 +235,12 @@ EXPECTED: dict[str, Outcome] = {
     "no reason": answered(200, "", (("Content-Length", "2"),), b"ok"),
     "reason with spaces": answered(404, "Not  Found ", (("Content-Length", "0"),), b""),
     "HTTP/1.0": answered(200, "OK", (("Content-Length", "2"),), b"ok", reusable=False),
+    # RFC 9112 §9.3: an HTTP/1.0 answer that asks for keep-alive may be kept.
+    "HTTP/1.0 keep-alive": answered(
+        200, "OK", (("Connection", "keep-alive"), ("Content-Length", "2")), b"ok"
+    ),
+    # Without a length llhttp can't tell that a HEAD answer has no body: it isn't kept.
+    "HEAD, no length": answered(200, "OK", (("X-A", "1"),), b"", reusable=False),
     "Connection: close": answered(
         200, "OK", (("Connection", "close"), ("Content-Length", "2")), b"ok", reusable=False
     ),

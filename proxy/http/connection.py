@@ -11,7 +11,7 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.http.errors import StaleConnection, UpstreamProtocolError, UpstreamTimeoutError
-from proxy.http.parse import MAX_FIELDS, MAX_HEAD, MAX_INTERIM, keeps_alive, one_content_length
+from proxy.http.parse import MAX_FIELDS, MAX_HEAD, MAX_INTERIM, one_content_length
 
 if TYPE_CHECKING:
     from proxy.http.pool import UpstreamPool
@@ -181,7 +181,8 @@ class Connection(asyncio.Protocol):
                 self._refuse(f"sent more than {MAX_INTERIM} interim (1xx) answers")
             return  # interim answer (100 Continue, 103 Early Hints): skipped
         headers: CIMultiDict[str] = CIMultiDict(self._fields)
-        self._keep_alive = version == "1.1" and keeps_alive(headers)
+        # llhttp's verdict: Connection tokens, the version, and whether the body ends at EOF.
+        self._keep_alive = parser.should_keep_alive()
         state = self._framing_of(headers, version, status)
         self._head_deadline = 0.0  # from here on, the body's silences are what is watched
         self._received = []
@@ -219,10 +220,7 @@ class Connection(asyncio.Protocol):
             if transfer_encoding[0].strip().lower() != "chunked":
                 self._refuse("sent a Transfer-Encoding other than chunked")
             return _BODY
-        if "Content-Length" in headers:
-            return _BODY
-        self._keep_alive = False
-        return _UNTIL_CLOSE
+        return _BODY if "Content-Length" in headers else _UNTIL_CLOSE
 
     def _refuse(self, what: str) -> None:
         """Stops llhttp from a callback; `data_received` then fails the exchange with `what`."""

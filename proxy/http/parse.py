@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from multidict import CIMultiDict
-
 MAX_HEAD = 64 * 1024  # the answer's head (interim ones included), or chunk framing and trailers
 MAX_FIELDS = 100  # header fields in a head (aiohttp's client has the same limit)
 MAX_INTERIM = 5  # 1xx answers before the final one; more is a server stalling in a loop
@@ -24,16 +22,6 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -
     if " " in target or not target or _TOKEN.fullmatch(method) is None:
         raise ValueError("the method or target is malformed")
     return text.encode("utf-8", "surrogateescape")
-
-
-def keeps_alive(headers: CIMultiDict[str]) -> bool:
-    """False if a Connection field holds the token "close"."""
-    connection = headers.getall("Connection", ())
-    # Most servers send one "keep-alive": nothing to look through.
-    if not connection or (len(connection) == 1 and connection[0] == "keep-alive"):
-        return True
-    tokens = (token.strip().lower() for value in connection for token in value.split(","))
-    return "close" not in tokens
 
 
 def one_content_length(received: bytes) -> bytes | None:

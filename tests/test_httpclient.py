@@ -13,8 +13,6 @@ import trustme
 from aiohttp import web
 
 from proxy.http import (
-    HIGH_WATER,
-    MAX_FIELDS,
     UpstreamConnectError,
     UpstreamPool,
     UpstreamProtocolError,
@@ -22,6 +20,8 @@ from proxy.http import (
     UpstreamTimeoutError,
     request_head,
 )
+from proxy.http.connection import HIGH_WATER
+from proxy.http.parse import MAX_FIELDS
 from tests.conftest import ServerFactory
 from tests.support.moto_sts import free_port
 
@@ -969,8 +969,14 @@ async def test_unequal_content_lengths_are_a_protocol_error(
             + b"Content-Length: 0\r\n\r\n",
             "header fields",
         ),
-        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * (70 * 1024) + b"\r\n\r\n", "head or chunk framing over 64 KiB"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 5000, "Chunk size overflow"),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * (70 * 1024) + b"\r\n\r\n",
+            "head or chunk framing over 64 KiB",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 5000,
+            "Chunk size overflow",
+        ),
         (
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
             + b"T: "

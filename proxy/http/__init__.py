@@ -2,21 +2,17 @@
 (connection.py) whose answers llhttp frames (through httptools), with the few rules llhttp
 leaves to us (parse.py) and errors that never quote the peer (errors.py)."""
 
-from proxy.http.connection import HIGH_WATER, UpstreamResponse
+from proxy.http.connection import UpstreamResponse
 from proxy.http.errors import (
     UpstreamConnectError,
     UpstreamHttpError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from proxy.http.parse import MAX_FIELDS, MAX_HEAD, MAX_INTERIM, request_head
+from proxy.http.parse import request_head
 from proxy.http.pool import UpstreamPool
 
 __all__ = [
-    "HIGH_WATER",
-    "MAX_FIELDS",
-    "MAX_HEAD",
-    "MAX_INTERIM",
     "UpstreamConnectError",
     "UpstreamHttpError",
     "UpstreamPool",

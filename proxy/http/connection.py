@@ -27,9 +27,9 @@ BODY_PIECE = 256 * 1024  # larger ones in pieces of this size, waiting for the s
 # since httptools can't tell llhttp that the connection ended.
 _IDLE, _HEAD, _BODY, _UNTIL_CLOSE, _DONE, _BROKEN = range(6)
 
+Headers = CIMultiDictProxy[str]
 # llhttp's reasons for a repeated Content-Length, which may still be one length said twice.
 REPEATED_LENGTH = frozenset({"Duplicate Content-Length", "Invalid character in Content-Length"})
-_EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
 class Connection(asyncio.Protocol):
@@ -64,7 +64,7 @@ class Connection(asyncio.Protocol):
         self._head_waiter: asyncio.Future[None] | None = None
         self._head_deadline = 0.0  # loop time the final head must be in by; 0 once it is
         self._status = 0
-        self._headers = _EMPTY_HEADERS
+        self._headers: Headers = CIMultiDictProxy(CIMultiDict())
         self._chunks: list[bytes] = []
         self._size = 0
         self._eof = False
@@ -113,13 +113,10 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         state = self._state
-        if state == _DONE:
+        if state >= _DONE or state == _IDLE:
+            if state == _IDLE:
+                self._fail(self._protocol_error("sent data while no request was outstanding"))
             self._keep_alive = False  # bytes after the answer: don't trust the rest
-            return
-        if state == _IDLE:
-            self._fail(self._protocol_error("sent data while no request was outstanding"))
-            return
-        if state == _BROKEN:
             return
         self._last_data = self._loop.time()
         parser = self._parser
@@ -480,6 +477,9 @@ class Connection(asyncio.Protocol):
         self._arm_timer()
         try:
             await waiter
+        except asyncio.CancelledError:
+            self.abandon()  # the reader went away mid-body: the connection can't be reused
+            raise
         finally:
             self._waiter = None
             self._cancel_timer()
@@ -547,16 +547,11 @@ class UpstreamResponse:
 
     __slots__ = ("_conn", "headers", "reason", "status")
 
-    def __init__(
-        self, conn: Connection, status: int, reason: str, headers: CIMultiDictProxy[str]
-    ) -> None:
+    def __init__(self, conn: Connection, status: int, reason: str, headers: Headers) -> None:
         self._conn: Connection | None = conn
         self.status = status
         self.reason = reason
         self.headers = headers
-
-    def __repr__(self) -> str:
-        return f"<UpstreamResponse {self.status} {self.reason}>"
 
     def __del__(self) -> None:
         # Safety net for a response dropped without release(): never leak its pool slot.
@@ -600,13 +595,7 @@ class UpstreamResponse:
     async def readany(self) -> bytes:
         """What has arrived (waiting for something), or b"" at the end of the body."""
         conn = self._conn
-        if conn is None:
-            return b""
-        try:
-            return await conn.readany()
-        except asyncio.CancelledError:
-            self._abandon(conn)
-            raise
+        return b"" if conn is None else await conn.readany()
 
     async def read(self, n: int = -1) -> bytes:
         """Up to `n` bytes (waiting for at least one), or the whole rest of the body if n < 0."""
@@ -616,26 +605,11 @@ class UpstreamResponse:
                 parts.append(chunk)
             return b"".join(parts)
         conn = self._conn
-        if conn is None or n == 0:
-            return b""
-        try:
-            return await conn.read(n)
-        except asyncio.CancelledError:
-            self._abandon(conn)
-            raise
+        return b"" if conn is None or n == 0 else await conn.read(n)
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly `n` bytes; asyncio.IncompleteReadError if the body ends first."""
         conn = self._conn
         if conn is None:
             raise asyncio.IncompleteReadError(b"", n)
-        try:
-            return await conn.readexactly(n)
-        except asyncio.CancelledError:
-            self._abandon(conn)
-            raise
-
-    def _abandon(self, conn: Connection) -> None:
-        # The reader went away mid-body: the connection can't be reused.
-        self._conn = None
-        conn.abandon()
+        return await conn.readexactly(n)

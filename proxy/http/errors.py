@@ -1,17 +1,10 @@
-"""What can go wrong talking to the upstream; messages name the failure, never the peer's bytes.
-
-UpstreamHttpError            base; `origin` is scheme://host:port
-├── UpstreamConnectError     connecting failed: refused, DNS, TLS handshake or verification
-├── UpstreamTimeoutError     connect timeout, no answer head within `read_timeout_s` of
-│                            sending, or a body silent for `read_timeout_s`
-└── UpstreamProtocolError    malformed answer, or the connection dropped mid-answer
-"""
+"""What can go wrong talking to the upstream; messages name the failure, never the peer's bytes."""
 
 from __future__ import annotations
 
 
 class UpstreamHttpError(Exception):
-    """Base of the client's errors: `origin` and `what` went wrong, never what the peer sent."""
+    """Base of the client's errors: `origin` (scheme://host:port) and `what` went wrong."""
 
     def __init__(self, origin: str, what: str) -> None:
         super().__init__(f"{origin}: {what}")
@@ -20,15 +13,15 @@ class UpstreamHttpError(Exception):
 
 
 class UpstreamConnectError(UpstreamHttpError):
-    pass
+    """Connecting failed: refused, DNS, TLS handshake or verification; or the pool is closed."""
 
 
 class UpstreamTimeoutError(UpstreamHttpError):
-    pass
+    """No connection in time, no answer head within the deadline, or a body silent too long."""
 
 
 class UpstreamProtocolError(UpstreamHttpError):
-    pass
+    """A malformed answer, or the connection dropped before the answer's end."""
 
 
 class StaleConnection(Exception):

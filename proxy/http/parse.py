@@ -33,30 +33,18 @@ def one_content_length(received: bytes) -> bytes | None:
     and a client passed them on as they came could reject the answer for its framing.
     """
     start = 0
-    while True:  # past interim (1xx) answers, which have no body
-        end = received.find(b"\r\n\r\n", start)
-        if end < 0:
-            return b""
+    while (end := received.find(b"\r\n\r\n", start)) >= 0:
         if received[start + 9 : start + 10] != b"1":
             break
-        start = end + 4
+        start = end + 4  # past an interim (1xx) answer, which has no body
+    else:
+        return b""
     lines = received[start:end].split(b"\r\n")
-    lengths = {
-        item.strip()
-        for line in lines
-        if line[:15].lower() == _CONTENT_LENGTH
-        for item in line[15:].split(b",")
-    }
-    if len(lengths) != 1:
-        return None
-    (length,) = lengths
+    at = [index for index, line in enumerate(lines) if line[:15].lower() == _CONTENT_LENGTH]
+    lengths = {item.strip() for index in at for item in lines[index][15:].split(b",")}
+    length = lengths.pop() if len(lengths) == 1 else b""
     if not length.isdigit() or len(length) > 18:
         return None
-    kept: list[bytes] = []
-    for line in lines:
-        if line[:15].lower() != _CONTENT_LENGTH:
-            kept.append(line)
-        elif length:
-            kept.append(b"Content-Length: " + length)
-            length = b""
+    lines[at[0]] = b"Content-Length: " + length
+    kept = [line for index, line in enumerate(lines) if index not in at[1:]]
     return received[:start] + b"\r\n".join(kept) + received[end:]

@@ -8,10 +8,8 @@ import hmac
 import json
 import logging
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import cast
 
 from aiohttp import web
@@ -28,7 +26,7 @@ from proxy.errors import (
 from proxy.forward import Sleep, not_a_path
 from proxy.headers import PROFILE_HEADER
 from proxy.listener import ProxyConnection
-from proxy.logging_setup import loggable, write_access_line
+from proxy.logging_setup import failure_frames, failure_summary, loggable, write_access_line
 from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.profiles import ProfileRuntime, running_profile
@@ -220,19 +218,13 @@ class FrontDoor:
             )
 
     def _log_unexpected(self, request: web.BaseRequest, error: Exception) -> None:
-        """The failure's class, where it was raised and its message redacted; no traceback,
-        whose text may quote values (a credential source's raw answer) the redactor never saw
-        whole."""
-        where = traceback.extract_tb(error.__traceback__)[-1:] if error.__traceback__ else []
-        origin = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
         logger.error(
-            "Unexpected %s%s handling %s %s: %s",
-            type(error).__name__,
-            origin,
+            "Unexpected %s handling %s %s",
+            failure_summary(error, self._redactor.scrub),
             request.method,
             loggable(request.path),
-            loggable(self._redactor.scrub(str(error))),
         )
+        logger.debug("raised through:\n%s", failure_frames(error))
 
     def _log_access(
         self, request: web.BaseRequest, status: int, started: float, request_id: str | None

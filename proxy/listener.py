@@ -30,9 +30,12 @@ from typing import Any, cast
 from aiohttp import web
 
 from proxy.answers import error_answer
+from proxy.logging_setup import failure_frames, failure_summary
 from proxy.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+Scrub = Callable[[str], str]
 
 # aiohttp's own limits, stated here so they are ours: a request line or header line of at most
 # 8 KiB and at most 100 headers. Past them aiohttp's parser refuses the request.
@@ -181,6 +184,19 @@ class ProxyConnection(web.RequestHandler):
             return False
         return now - self.heard_at > timeout_s
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's report of a failure outside the front door (writing an answer, say): one
+        line, as proxy.logging_setup.failure_summary puts it, instead of a traceback."""
+        error = kw.get("exc_info")
+        if isinstance(error, BaseException):
+            logger.error(
+                "unexpected failure in the HTTP server: %s",
+                failure_summary(error, self.watchdog.scrub),
+            )
+            logger.debug("raised through:\n%s", failure_frames(error))
+        else:
+            logger.error("unexpected failure in the HTTP server: %s", args[0] if args else "")
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -207,8 +223,11 @@ class Watchdog:
     """Admits connections up to the limit and closes those past their time, sweeping them all
     every `limits.sweep_interval_s`; drains them when the server stops."""
 
-    def __init__(self, limits: ConnectionLimits, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, limits: ConnectionLimits, loop: asyncio.AbstractEventLoop, scrub: Scrub
+    ) -> None:
         self.limits = limits
+        self.scrub = scrub  # the redactor's, for failures the connections report
         self.clock = loop.time
         self.connections: set[ProxyConnection] = set()
         self.busy = 0  # connections with a request in progress
@@ -273,13 +292,14 @@ class ProxyServer(web.Server):
         self,
         handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
         limits: ConnectionLimits,
+        scrub: Scrub,
         **options: Any,
     ) -> None:
         loop = asyncio.get_running_loop()
         super().__init__(handler, handler_cancellation=True, loop=loop, **options)
         # Each connection is built with these; aiohttp's own copy is private.
         self._connection_options = {**options, "loop": loop}
-        self.watchdog = Watchdog(limits, loop)
+        self.watchdog = Watchdog(limits, loop, scrub)
 
     def __call__(self) -> web.RequestHandler:
         return ProxyConnection(self, self.watchdog, **self._connection_options)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from proxy.logsink import BatchedStreamHandler
 from proxy.redact import RedactingFilter, Redactor
@@ -59,6 +61,24 @@ def loggable(text: str) -> str:
     if text.isprintable():
         return text
     return text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def failure_summary(error: BaseException, scrub: Callable[[str], str] | None = None) -> str:
+    """`RuntimeError at forward.py:123: message`: the class, where it was raised and, given
+    `scrub` (the redactor's), the message through it, control characters escaped.
+
+    Never a traceback: its text quotes exception messages, which may hold values (a credential
+    source's raw answer) the redactor never saw whole. `failure_frames` gives the frames alone.
+    """
+    frames = traceback.extract_tb(error.__traceback__)[-1:]
+    where = f" at {Path(frames[0].filename).name}:{frames[0].lineno}" if frames else ""
+    message = f": {loggable(scrub(str(error)))}" if scrub is not None else ""
+    return f"{type(error).__name__}{where}{message}"
+
+
+def failure_frames(error: BaseException) -> str:
+    """The stack an exception was raised through, file, line and code only (no message)."""
+    return "".join(traceback.format_tb(error.__traceback__)).rstrip()
 
 
 def write_access_line(message: str) -> None:

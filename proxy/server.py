@@ -24,10 +24,13 @@ from proxy.listener import (
     MAX_HEADERS,
     MAX_LINE_BYTES,
     ProxyServer,
+    Scrub,
     limits_from,
 )
+from proxy.logging_setup import failure_frames, failure_summary, loggable
 
 logger = logging.getLogger(__name__)
+
 
 # Once everything in flight is cancelled, what is left to close takes moments.
 CLOSING_S = 1.0
@@ -69,6 +72,7 @@ async def start_server(
         server = ProxyServer(
             FrontDoor(app),
             limits,
+            app.redactor.scrub,
             access_log=None,  # the proxy writes its own access line
             keepalive_timeout=limits.keepalive_timeout_s,
             max_line_size=MAX_LINE_BYTES,
@@ -88,30 +92,31 @@ async def start_server(
     except BaseException:
         await lifetime.aclose()  # the app's upstream connection pools and sessions
         raise
-    report_accept_errors_sparingly(asyncio.get_running_loop())
+    install_loop_error_reporter(asyncio.get_running_loop(), app.redactor.scrub)
     server.watchdog.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     return RunningServer(runner, server, lifetime, int(bound), drain_timeout_s)
 
 
-def report_accept_errors_sparingly(loop: asyncio.AbstractEventLoop) -> None:
-    """Install AcceptErrorReporter once per loop; it passes everything else on, so it can stay
-    for the loop's life."""
-    current = loop.get_exception_handler()
-    if not isinstance(current, AcceptErrorReporter):
-        loop.set_exception_handler(AcceptErrorReporter(current))
+def install_loop_error_reporter(loop: asyncio.AbstractEventLoop, scrub: Scrub) -> None:
+    """Make LoopErrorReporter the loop's exception handler, once per loop (it stays for the
+    loop's life)."""
+    if not isinstance(loop.get_exception_handler(), LoopErrorReporter):
+        loop.set_exception_handler(LoopErrorReporter(scrub))
 
 
-class AcceptErrorReporter:
-    """The event loop's exception handler: "out of system resource" on accept, at most one line
-    a second and without a traceback; everything else as before.
+class LoopErrorReporter:
+    """The event loop's exception handler: what asyncio reports (a callback or task that failed,
+    an accept that failed) as one line, the exception as its class, where it was raised and its
+    message through `scrub`, never a traceback (see proxy.logging_setup.failure_summary).
 
-    asyncio reports each failed accept (EMFILE: no descriptor left) and retries a second later,
-    once per pending connection; under a flood that was thousands of tracebacks a second.
+    "Out of system resource" on accept gets at most one line a second: asyncio reports each
+    failed accept (EMFILE: no descriptor left) and retries a second later, once per pending
+    connection, which under a flood was thousands of tracebacks a second.
     """
 
-    def __init__(self, previous: Any) -> None:
-        self._previous = previous
+    def __init__(self, scrub: Scrub) -> None:
+        self._scrub = scrub
         self._last_reported = -ACCEPT_ERROR_EVERY_S
         self._suppressed = 0
 
@@ -120,17 +125,21 @@ class AcceptErrorReporter:
             # asyncio's accept retry scheduled before the listener closed: nothing is wrong.
             logger.debug("an accept retry found its listener closed")
             return
-        if "accept" not in str(context.get("message", "")):
-            if self._previous is not None:
-                self._previous(loop, context)
-            else:
-                loop.default_exception_handler(context)
-            return
+        message = str(context.get("message", "unknown"))
+        error = context.get("exception")
+        if "accept" in message:
+            self._report_accept_error(error)
+        elif isinstance(error, BaseException):
+            logger.error("%s: %s", loggable(message), failure_summary(error, self._scrub))
+            logger.debug("raised through:\n%s", failure_frames(error))
+        else:
+            logger.error("%s", loggable(self._scrub(message)))
+
+    def _report_accept_error(self, error: object) -> None:
         now = time.monotonic()
         if now - self._last_reported < ACCEPT_ERROR_EVERY_S:
             self._suppressed += 1
             return
-        error = context.get("exception")
         logger.warning(
             "cannot accept connections: %s (%d more like it not logged); lower "
             "listen.max_connections or raise the descriptor limit (ulimit -n)",

@@ -20,8 +20,9 @@ from aiohttp.test_utils import TestServer
 from proxy.app import create_app
 from proxy.emulator import EmulatorConfig
 from proxy.listener import default_max_connections
+from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.server import RunningServer, start_server
+from proxy.server import LoopErrorReporter, RunningServer, start_server
 from proxy.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.conftest import ServerFactory, StartProxy, settings_for, url_of
 from tests.support.moto_sts import free_port
@@ -592,3 +593,52 @@ async def test_a_client_that_stops_reading_a_streamed_answer_is_cut_after_body_t
     finally:
         writer.close()
     assert received < size  # the proxy gave up on the stalled reader and closed
+
+
+async def test_an_event_loop_error_is_logged_as_class_and_redacted_message_without_traceback(
+    emulator_config: EmulatorConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = emulator_config.client_secret
+    redactor = Redactor()
+    redactor.add(secret, configured=True)
+    loop = asyncio.get_running_loop()
+    try:
+        raise RuntimeError(f"a callback broke near {secret}")
+    except RuntimeError as error:
+        failure = error
+    caplog.clear()
+    LoopErrorReporter(redactor.scrub)(
+        loop, {"message": "Exception in callback something()", "exception": failure}
+    )
+    loud = warnings_and_worse(caplog)
+    assert len(loud) == 1
+    assert loud[0].exc_info is None
+    assert "RuntimeError" in loud[0].getMessage()
+    assert secret not in loud[0].getMessage()
+
+
+async def test_a_failure_aiohttp_reports_outside_the_front_door_is_one_redacted_line(
+    emulator: TestServer,
+    emulator_config: EmulatorConfig,
+    start_proxy: StartProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    proxy = await start_proxy(settings_for(emulator, emulator_config))
+    _, writer = await asyncio.open_connection(HOST, proxy.port)
+    try:
+        await asyncio.sleep(0.1)
+        (connection,) = proxy.server.watchdog.connections
+        secret = emulator_config.client_secret
+        try:
+            raise ValueError(f"writing broke near {secret}")
+        except ValueError as error:
+            failure = error
+        caplog.clear()
+        connection.log_exception("Unhandled exception", exc_info=failure)  # as aiohttp calls it
+    finally:
+        writer.close()
+    loud = warnings_and_worse(caplog)
+    assert len(loud) == 1
+    assert loud[0].exc_info is None
+    assert "ValueError" in loud[0].getMessage()
+    assert secret not in loud[0].getMessage()

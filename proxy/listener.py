@@ -14,7 +14,7 @@ idle, when the next head began arriving, and a count of reads.
   arriving, or it stops reading the answer (the bytes waiting to be sent don't move).
 - Beyond `max_connections` open at once, a new connection is closed as soon as it is accepted,
   without a log line: a flood must not become a log flood, nor run the process out of
-  descriptors (then the kernel's queue, not the proxy, holds the excess).
+  descriptors.
 """
 
 from __future__ import annotations
@@ -74,7 +74,15 @@ class ConnectionLimits:
 
 def limits_from(settings: Settings) -> ConnectionLimits:
     listen = settings.listen
-    max_connections = listen.max_connections or default_max_connections(settings)
+    fitting = default_max_connections(settings)
+    max_connections = listen.max_connections or fitting
+    if max_connections > fitting:
+        logger.warning(
+            "listen.max_connections is %d, but the descriptor limit (ulimit -n) leaves room for "
+            "%d beside upstream connections; a flood may run the process out of descriptors",
+            max_connections,
+            fitting,
+        )
     return ConnectionLimits(
         listen.header_timeout_s,
         listen.keepalive_timeout_s,

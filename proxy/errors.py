@@ -11,6 +11,7 @@ answers" table.
     ├── QuotaExceeded               429  the operation's rate limit; Amazon's quota not spent
     ├── UpstreamUnreachable         502  connecting to SP-API failed
     ├── UpstreamTimeout             504  SP-API slower than upstream.timeout_s
+    ├── SharedStateUnavailable      503  Redis (shared_state) unreachable and on_error is refuse
     ├── RequestTooLarge             413  body over listen.max_body_bytes
     ├── ProxyUnauthorized           401  missing or wrong x-spapi-proxy-key
     ├── InvalidRequest              400  a request the proxy refuses to forward
@@ -95,6 +96,13 @@ class UpstreamUnreachable(ProxyError):
 
 class UpstreamTimeout(ProxyError):
     status, code = 504, "UpstreamTimeout"
+
+
+class SharedStateUnavailable(ProxyError):
+    """The fleet's shared buckets and tokens are out of reach and `shared_state.on_error` is
+    `refuse`: serving alone could overshoot the quota the replicas share."""
+
+    status, code = 503, "SharedStateUnavailable"
 
 
 class RequestTooLarge(ProxyError):

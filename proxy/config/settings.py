@@ -1,4 +1,8 @@
-"""The frozen settings objects the rest of the proxy reads (built by `proxy.config`)."""
+"""The schema of what the proxy runs with: the frozen settings objects every other module reads.
+
+Only `proxy.config.load` builds them from a file and the environment; tests and the demo build
+them directly. Nothing here reads a file or a variable.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from proxy import __version__
 from proxy.secret import Secret
 
-# FACTS.md §3: hosts and SigV4 regions per SP-API region.
+# Hosts and SigV4 regions per SP-API region (docs/sp-api-facts.md §3).
 REGIONS: dict[str, tuple[str, str, str]] = {
     # region: (production host, sandbox host, SigV4 region)
     "na": (

@@ -1,0 +1,56 @@
+"""Checks across keys, run on built settings: credentials that only work together, and a
+listener that anyone could reach without a key."""
+
+from __future__ import annotations
+
+from proxy.config.errors import ConfigError
+from proxy.config.settings import AwsSettings, ListenSettings
+
+
+def check_exposure(listen: ListenSettings) -> None:
+    """Refuse a non-loopback listener that anyone could use; call again after a --host override."""
+    if listen.is_loopback or listen.auth_token or listen.allow_unauthenticated:
+        return
+    raise ConfigError(
+        "listen.host",
+        f"{listen.host!r} is not a loopback address, so set listen.auth_token (clients then "
+        "send x-spapi-proxy-key) or, to accept anyone who can reach it, "
+        "listen.allow_unauthenticated: true",
+    )
+
+
+def check_aws_keys(aws: AwsSettings | None, where: str) -> None:
+    """Both signing keys or neither, and a session token exactly when the key needs one."""
+    if aws is None:
+        return
+    _check_session_token(aws, where)
+    if bool(aws.access_key_id) == bool(aws.secret_access_key):
+        return
+    given, missing = (
+        (f"{where}.access_key_id", f"{where}.secret_access_key")
+        if aws.access_key_id
+        else (f"{where}.secret_access_key", f"{where}.access_key_id")
+    )
+    raise ConfigError(
+        missing,
+        f"{given} is set but {missing} is not; set both, or neither to use "
+        "botocore's default credential chain",
+    )
+
+
+def _check_session_token(aws: AwsSettings, where: str) -> None:
+    """AWS refuses a long-term key (AKIA…) sent with a session token, and a temporary one
+    (ASIA…) sent without: both are certain 403s, so they are refused here, by name."""
+    key_id = aws.access_key_id or ""
+    if key_id.startswith("AKIA") and aws.session_token:
+        raise ConfigError(
+            f"{where}.session_token",
+            f"is set, but {where}.access_key_id is a long-term key (AKIA…), which AWS refuses "
+            "with a session token; unset AWS_SESSION_TOKEN or set session_token: ''",
+        )
+    if key_id.startswith("ASIA") and not aws.session_token:
+        raise ConfigError(
+            f"{where}.session_token",
+            f"is not set, but {where}.access_key_id is a temporary key (ASIA…), which AWS "
+            "refuses without its session token; set AWS_SESSION_TOKEN or aws.session_token",
+        )

@@ -15,6 +15,7 @@ from typing import cast
 from aiohttp import web
 
 from proxy.answers import Answer, error_answer
+from proxy.config.settings import DEFAULT_PROFILE, Settings
 from proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -31,7 +32,6 @@ from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.profiles import ProfileRuntime, running_profile
 from proxy.redact import Redactor
-from proxy.settings import DEFAULT_PROFILE, Settings
 
 logger = logging.getLogger(__name__)
 

@@ -10,17 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__, eventloop
-from proxy.config import (
-    ConfigError,
-    config_path_from,
-    env_name,
-    file_mode_warning,
-    load_settings,
-    render_masked,
-)
+from proxy.config.environment import config_path_from, env_name
+from proxy.config.errors import ConfigError
+from proxy.config.load import load_settings
+from proxy.config.render import file_mode_warning, render_masked
+from proxy.config.settings import Settings
 from proxy.logging_setup import configure_logging
 from proxy.redact import Redactor
-from proxy.settings import Settings
 
 logger = logging.getLogger(__name__)
 

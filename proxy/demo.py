@@ -21,11 +21,17 @@ import aiohttp
 from aiohttp import web
 
 from proxy.app import create_app
+from proxy.config.settings import (
+    AwsSettings,
+    ListenSettings,
+    LwaSettings,
+    Settings,
+    UpstreamSettings,
+)
 from proxy.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
 from proxy.redact import Redactor
 from proxy.secret import Secret
 from proxy.server import start_server
-from proxy.settings import AwsSettings, ListenSettings, LwaSettings, Settings, UpstreamSettings
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,10 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from proxy.app import create_app, register_config_secrets
-from proxy.config import ConfigError, config_path_from, load_settings
+from proxy.config.environment import config_path_from
+from proxy.config.errors import ConfigError
+from proxy.config.load import load_settings
+from proxy.config.settings import DEFAULT_PROFILE, Profile, Settings
 from proxy.credentials.lwa import LWA_HINTS, LwaTokenSource
 from proxy.credentials.sts import CHAIN_REREAD_S, AwsCredentialSource
 from proxy.diagnosis import BODY_HEAD_BYTES, HINT_HEADER, LWA, Exchange, hint_for
@@ -38,7 +41,6 @@ from proxy.headers import PROFILE_HEADER
 from proxy.profiles import lwa_session
 from proxy.redact import Redactor
 from proxy.server import RunningServer, start_server
-from proxy.settings import DEFAULT_PROFILE, Profile, Settings
 
 logger = logging.getLogger(__name__)
 

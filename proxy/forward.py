@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from aiohttp import HttpVersion11, web
 
 from proxy.answers import BODYLESS_STATUSES, Answer
+from proxy.config.settings import RateLimitSettings
 from proxy.credentials.grants import AccessTokens, Grant, Wanted, wanted_from
 from proxy.diagnosis import (
     BODY_HEAD_BYTES,
@@ -39,7 +40,6 @@ from proxy.http import UpstreamHttpError, UpstreamResponse
 from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
 from proxy.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
-from proxy.settings import RateLimitSettings
 from proxy.upstream import OutgoingRequest, Upstream
 
 logger = logging.getLogger(__name__)

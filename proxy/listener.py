@@ -30,8 +30,8 @@ from typing import Any, cast
 from aiohttp import web
 
 from proxy.answers import error_answer
+from proxy.config.settings import Settings
 from proxy.logging_setup import failure_frames, failure_summary
-from proxy.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from proxy.config.settings import Profile, Settings
 from proxy.credentials.grants import AccessTokens
 from proxy.credentials.store import CredentialStore
 from proxy.forward import Forwarder, Sleep
@@ -21,7 +22,6 @@ from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.ratelimit import RateLimiter
 from proxy.redact import Redactor
-from proxy.settings import Profile, Settings
 from proxy.upstream import Upstream
 
 # Idle upstream connections are closed after this long, aiohttp's keep-alive default: well

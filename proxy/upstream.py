@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from proxy.config.settings import Profile
 from proxy.credentials.answers import (
     AnswerRefused,
     decoded,
@@ -31,7 +32,6 @@ from proxy.http import (
 from proxy.metrics import ProxyMetrics
 from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.settings import Profile
 from proxy.signing import EMPTY_SHA256, SigV4Signer, amz_date
 
 logger = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from proxy.config.settings import LwaSettings
 from proxy.credentials.answers import (
     AnswerRefused,
     decoded,
@@ -21,7 +22,6 @@ from proxy.errors import LwaRejected, LwaUnavailable
 from proxy.redact import Redactor
 from proxy.retry import Retryable, with_retries
 from proxy.secret import Secret
-from proxy.settings import LwaSettings
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from proxy.config.settings import DEFAULT_PROFILE, Profile
 from proxy.credentials.lwa import LwaTokenSource
 from proxy.credentials.refreshable import Refreshable
 from proxy.credentials.sts import AwsCredentialSource
@@ -15,7 +16,6 @@ from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError
 from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.settings import DEFAULT_PROFILE, Profile
 
 
 class CredentialStore:

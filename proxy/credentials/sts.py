@@ -24,13 +24,13 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
+from proxy.config.settings import AwsSettings
 from proxy.credentials.answers import AnswerRefused, decoded, is_header_safe, lifetime_s
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError, StsRejected, StsUnavailable
 from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.settings import AwsSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient

@@ -11,12 +11,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.app import create_app
-from proxy.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
-from proxy.emulator.sigv4 import KeyMaterial
-from proxy.logging_setup import pin_noisy_loggers
-from proxy.secret import Secret
-from proxy.server import RunningServer, start_server
-from proxy.settings import (
+from proxy.config.settings import (
     AwsSettings,
     ListenSettings,
     LwaSettings,
@@ -24,6 +19,11 @@ from proxy.settings import (
     Settings,
     UpstreamSettings,
 )
+from proxy.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
+from proxy.emulator.sigv4 import KeyMaterial
+from proxy.logging_setup import pin_noisy_loggers
+from proxy.secret import Secret
+from proxy.server import RunningServer, start_server
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, running_moto_sts
 from tests.support.sleeper import FakeSleeper

@@ -12,18 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.config import (
-    SCHEMA,
-    ConfigError,
-    check_exposure,
-    config_path_from,
-    env_name,
-    file_mode_warning,
-    load_settings,
-    render_masked,
-)
-from proxy.secret import Secret
-from proxy.settings import (
+from proxy.config.environment import config_path_from, env_name
+from proxy.config.errors import ConfigError
+from proxy.config.load import load_settings
+from proxy.config.render import file_mode_warning, render_masked
+from proxy.config.schema import SCHEMA
+from proxy.config.settings import (
     IDEMPOTENT_METHODS,
     AwsSettings,
     ListenSettings,
@@ -32,6 +26,8 @@ from proxy.settings import (
     RdtSettings,
     Settings,
 )
+from proxy.config.validate import check_exposure
+from proxy.secret import Secret
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.yaml"

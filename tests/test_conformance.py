@@ -25,8 +25,8 @@ import pytest
 import yarl
 from aiohttp.test_utils import TestServer
 
+from proxy.config.settings import Settings
 from proxy.emulator import EmulatorConfig
-from proxy.settings import Settings
 from tests.conftest import settings_for
 from tests.support.clock import FakeClock
 

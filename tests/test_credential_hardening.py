@@ -21,11 +21,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Middleware
 
-from proxy.config import ConfigError, load_settings, render_masked
+from proxy.config.errors import ConfigError
+from proxy.config.load import load_settings
+from proxy.config.render import render_masked
+from proxy.config.settings import AwsSettings, Settings
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.emulator.sigv4 import KeyMaterial
 from proxy.secret import Secret
-from proxy.settings import AwsSettings, Settings
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from proxy.config.settings import Profile, Settings, UpstreamSettings
 from proxy.diagnosis import APP_NOT_AUTHORIZED, HINT_HEADER
 from proxy.doctor import (
     PROBE_PATH,
@@ -28,7 +29,6 @@ from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.emulator.responses import FRONT_DOOR_400_HTML
 from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.settings import Profile, Settings, UpstreamSettings
 from tests.conftest import (
     ServerFactory,
     emulator_state,

@@ -9,10 +9,10 @@ import json
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from proxy.config.settings import AwsSettings
 from proxy.emulator import EmulatorConfig
 from proxy.secret import Secret
 from proxy.server import RunningServer
-from proxy.settings import AwsSettings
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

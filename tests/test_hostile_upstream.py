@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
+from proxy.config.settings import Settings, UpstreamSettings
 from proxy.emulator import EmulatorConfig
-from proxy.settings import Settings, UpstreamSettings
 from tests.conftest import ORDERS_TEST_CASE_200, StartProxy, settings_for
 from tests.support.rawhttp import RawResponse, build_request, raw_request
 

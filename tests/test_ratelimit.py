@@ -6,12 +6,12 @@ import random
 
 import pytest
 
+from proxy.config.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from proxy.errors import QuotaExceeded
 from proxy.operations import Operation, OperationIndex
 from proxy.profiles import rate_limiter
 from proxy.ratelimit import SLOWEST_REFILL_S, RateLimiter, TokenBucket, backoff_delay
 from proxy.secret import Secret
-from proxy.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from tests.support.clock import FakeClock
 
 INDEX = OperationIndex()

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from proxy.config.settings import Settings
 from proxy.emulator import EmulatorConfig
-from proxy.settings import Settings
 from tests.conftest import ORDERS_TEST_CASE_200, emulator_state, settings_for
 
 REQUESTS = 30

@@ -12,9 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
+from proxy.config.settings import AwsSettings, Profile, RateLimitSettings, RdtSettings
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.secret import Secret
-from proxy.settings import AwsSettings, Profile, RateLimitSettings, RdtSettings
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

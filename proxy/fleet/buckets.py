@@ -1,0 +1,117 @@
+"""Token buckets in Redis: every replica takes its tokens from the same bucket.
+
+One Lua script does everything, atomically, in one round trip: refill, take a token (or say how
+long to wait), learn a rate, or stop the bucket after an Amazon 429. It reads Redis's clock, not
+the replicas', so skewed machines can't mint tokens.
+
+A token bucket rather than GCRA: it is Amazon's own model and the proxy's local one (a level
+refilled at ``rate`` up to ``burst``), so a bucket behaves the same shared or not; a rate learned
+from ``x-amzn-RateLimit-Limit`` changes the refill and keeps the level, where GCRA's single
+timestamp would have to be rescaled; and the 429 "not before" is one more field. GCRA would save
+one field of a small hash (a few bytes per key).
+
+As locally, a reservation may take the level below zero: the debt is the queue of callers
+waiting for their token, so N replicas' callers together are served in order at ``rate``, and
+at most ``burst + rate x elapsed`` requests leave for Amazon whatever N is.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cachetools import TTLCache
+
+from proxy.fleet.store import REDIS_ERRORS, SharedState, SharedStateDown
+
+# KEYS[1]: the bucket, a hash: tokens, ts (Redis time of `tokens`), learned (a rate from
+# Amazon's header, else absent: the plan's), nb (not before: nothing leaves until then).
+# ARGV: mode, plan rate, burst, argument (take: the longest acceptable wait; rate: the learned
+# rate; throttled: seconds nothing may leave). Replies {1, wait µs} or {0, retry-after µs}.
+BUCKET_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'learned', 'nb')
+local mode, burst, argument = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local rate = tonumber(state[3]) or tonumber(ARGV[2])
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+local not_before = tonumber(state[4]) or 0
+if now > ts then tokens = math.min(burst, tokens + (now - ts) * rate) end
+local wait = 0
+if mode == 'take' then
+  wait = math.max((1 - tokens) / rate, not_before - now, 0)
+  if wait > argument then return {0, math.ceil(wait * 1000000)} end
+  tokens = tokens - 1
+elseif mode == 'rate' then
+  rate = argument
+  redis.call('HSET', KEYS[1], 'learned', rate)
+elseif mode == 'throttled' then
+  tokens = math.min(tokens, 0)
+  not_before = math.max(not_before, now + argument)
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'ts', now, 'nb', not_before)
+-- Kept while it differs from a full bucket, and an hour more for the learned rate.
+local busy = (burst - tokens) / rate + math.max(0, not_before - now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((busy + 3600) * 1000))
+return {1, math.ceil(wait * 1000000)}
+"""
+
+TAKE, RATE, THROTTLED = "take", "rate", "throttled"
+# Waits this short are the float sums' rounding, not throttling (as in proxy.ratelimit).
+_ROUNDING_S = 2e-6
+# Each process tells Redis a learned rate once per value and then again after this long, so a
+# rate lost with a flushed or expired key comes back without a restart.
+RESEND_LEARNED_S = 600.0
+
+
+class SharedBuckets:
+    """The fleet's buckets. Every method raises :class:`SharedStateDown` when Redis can't answer."""
+
+    def __init__(self, state: SharedState, max_keys: int = 10_000) -> None:
+        self._state = state
+        self._script = state.client.register_script(BUCKET_SCRIPT)
+        # The last learned rate each bucket was told, so an answer repeating it costs nothing.
+        self._told: TTLCache[str, float] = TTLCache(maxsize=max_keys, ttl=RESEND_LEARNED_S)
+
+    async def reserve(
+        self, key: str, rate_per_s: float, burst: float, max_wait_s: float
+    ) -> float | None:
+        """Seconds to wait with a token taken, or None: nothing taken, the wait is too long."""
+        taken, micros = await self._run(key, TAKE, rate_per_s, burst, max_wait_s)
+        if not taken:
+            return None
+        wait = micros / 1e6
+        return 0.0 if wait <= _ROUNDING_S else wait
+
+    async def retry_after(self, key: str, rate_per_s: float, burst: float) -> float:
+        """Seconds until a token is free; takes none (a reservation that accepts no wait)."""
+        taken, micros = await self._run(key, TAKE, rate_per_s, burst, -1.0)
+        return 0.0 if taken else micros / 1e6
+
+    async def learn_rate(self, key: str, rate_per_s: float, burst: float) -> None:
+        """A rate Amazon announced, for every replica (sent once per value and process)."""
+        if self._told.get(key) == rate_per_s:
+            return
+        await self._run(key, RATE, rate_per_s, burst, rate_per_s)
+        self._told[key] = rate_per_s
+
+    async def throttled(self, key: str, rate_per_s: float, burst: float, delay_s: float) -> None:
+        """Amazon answered 429: the bucket is empty there, and nothing leaves for ``delay_s``."""
+        await self._run(key, THROTTLED, rate_per_s, burst, delay_s)
+
+    async def _run(
+        self, key: str, mode: str, rate_per_s: float, burst: float, argument: float
+    ) -> tuple[int, int]:
+        state = self._state
+        if not state.usable():
+            raise SharedStateDown("recently failed")
+        if not math.isfinite(argument):
+            argument = 1e9  # Lua's tonumber reads "inf" as nil
+        try:
+            # EVALSHA; after a Redis restart or SCRIPT FLUSH the client loads the script again.
+            reply: Any = await self._script(keys=[key], args=[mode, rate_per_s, burst, argument])
+        except REDIS_ERRORS as error:
+            raise state.failed(error) from None
+        state.succeeded()
+        return int(reply[0]), int(reply[1])

@@ -92,7 +92,7 @@ async def test_tokens_in_redis_are_unreadable_without_the_key(
     await writer.get_or_fetch(key, CountingFetch(), wait_s=5.0)
     (reader,) = replicas(redis_server)
     raw = await reader._state.client.get(key)
-    assert raw is not None
+    assert isinstance(raw, bytes)
     assert TOKEN.encode() not in raw
     assert b"Atz" not in raw
     assert TokenCipher(Secret("another-key")).open(key, raw) is None

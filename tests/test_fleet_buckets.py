@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
@@ -13,7 +14,12 @@ import pytest
 from proxy.fleet.buckets import SharedBuckets
 from proxy.fleet.store import RETRY_INTERVAL_S, OnError, SharedState, SharedStateDown
 from tests.support.clock import FakeClock
-from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
+from tests.support.redis_server import (
+    REDIS_PASSWORD,
+    RedisServer,
+    redis_server_binary,
+    running_redis,
+)
 
 TIMEOUT_S = 0.25
 Replicas = Callable[..., Awaitable[list[SharedState]]]
@@ -194,3 +200,15 @@ async def test_a_hung_redis_costs_a_call_at_most_its_timeout(
         assert not state.healthy
     finally:
         own_redis_server.resume()
+
+
+def test_without_redis_server_a_developer_is_told_how_to_install_and_ci_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server anywhere
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install redis-server"):
+        redis_server_binary()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install redis-server"):
+        redis_server_binary()

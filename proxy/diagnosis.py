@@ -2,7 +2,7 @@
 
 Pure (no I/O, no state): the forwarder and `spapi-proxy doctor` describe one request and its
 answer as an `Exchange`, and `hint_for` returns one line that says the likely cause and what to
-do, or None when nothing is known. The causes come from FACTS.md §1, §4, §6 and §8.
+do, or None when nothing is known. The causes come from docs/sp-api-facts.md §1, §4, §6 and §8.
 
 Hints are written in our own words and chosen by matching Amazon's fixed phrases; no text of
 the answer body is ever copied into them, so a body that echoed a token could not leak it
@@ -118,7 +118,7 @@ UNAUTHORIZED_UNKNOWN = (
     "spapi-proxy doctor to check each credential"
 )
 
-# Amazon's fixed phrases (FACTS.md §1 and API Gateway's SigV4 answers), lowercased.
+# Amazon's fixed phrases (docs/sp-api-facts.md §1 and API Gateway's SigV4 answers), lowercased.
 SECRET_EXPIRED_PHRASE = "lwa secret token you provided has expired"
 MISSING_PHRASE = "access token is missing in the request header"
 EXPIRED_PHRASE = "access token you provided has expired"
@@ -186,8 +186,8 @@ def is_html(exchange: Exchange) -> bool:
 
 
 def front_door_hint(exchange: Exchange) -> str:
-    """Which of FACTS.md §8's causes is likely. The proxy sets Host itself and strips GET
-    bodies, so what it can see in the request comes first; the rest stays generic."""
+    """Which of the causes in docs/sp-api-facts.md §8 is likely. The proxy sets Host itself and
+    strips GET bodies, so what it can see in the request comes first; the rest stays generic."""
     if DOUBLE_ENCODED.search(exchange.path):
         return FRONT_DOOR_DOUBLE_ENCODED
     method = exchange.method.upper()

@@ -2,8 +2,8 @@
 
 The facts come from two places. The generated :mod:`proxy.operations_table` (from Amazon's
 models) gives every operation's method, path template and default usage plan. The hand-written
-tables below (FACTS.md sections 4 and 6) say which operations need a restricted data token (RDT)
-and which take a grantless ``client_credentials`` token; they are keyed by method and path
+tables below (docs/sp-api-facts.md §4 and §6) say which operations need a restricted data token
+(RDT) and which take a grantless ``client_credentials`` token; they are keyed by method and path
 template because operation ids repeat across APIs (``getShipment`` is Merchant Fulfillment,
 which is restricted, and also Fulfillment Inbound and External Fulfillment, which are not).
 
@@ -31,7 +31,7 @@ from proxy.operations_table import TABLE, Row
 NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"
 
-# Operations that refuse an LWA token and need an RDT (FACTS.md section 6).
+# Operations that refuse an LWA token and need an RDT (docs/sp-api-facts.md §6).
 # Reports' getReportDocument is left out on purpose: only documents of restricted report types
 # need an RDT, and the proxy cannot tell the report type from GET /documents/{id}. A client that
 # fetches those documents sends its own RDT in x-spapi-rdt.
@@ -73,7 +73,7 @@ DATA_ELEMENTS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-# Grantless operations: the client_credentials scope each one needs (FACTS.md section 4).
+# Grantless operations: the client_credentials scope each one needs (docs/sp-api-facts.md §4).
 GRANTLESS: dict[tuple[str, str], str] = {
     ("GET", "/notifications/v1/destinations"): NOTIFICATIONS_SCOPE,
     ("POST", "/notifications/v1/destinations"): NOTIFICATIONS_SCOPE,

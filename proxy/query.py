@@ -2,9 +2,10 @@
 
 SP-API reads `+` as a space and AWS canonicalises a query by decoding and re-encoding it with
 only `-_.~` left bare, so the proxy sends that form itself: what goes on the wire is then already
-canonical, and the signature computed over it is the one the gateway recomputes (FACTS.md §10).
+canonical, and the signature computed over it is the one the gateway recomputes
+(docs/sp-api-facts.md §10).
 
-Rules (PRODUCT.md): `+` means space; percent-escapes are decoded and re-encoded (uppercase hex);
+Rules: `+` means space; percent-escapes are decoded and re-encoded (uppercase hex);
 pair order, repeated keys and empty values are kept; a bare `a` becomes `a=`; empty pairs are
 dropped. Work is done on bytes so a value that is not UTF-8 keeps its exact meaning.
 """

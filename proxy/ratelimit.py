@@ -1,7 +1,7 @@
 """Client-side rate limiting: Amazon's token buckets mirrored per key, and 429 backoff delays.
 
 Amazon meters each operation per (application, selling partner) with a token bucket: ``rate``
-tokens a second, at most ``burst`` saved, starting full (FACTS.md section 7). Mirroring that
+tokens a second, at most ``burst`` saved, starting full (docs/sp-api-facts.md §7). Mirroring that
 bucket lets the proxy wait, or answer 429 itself, before a request would spend Amazon's quota.
 
 Nothing here sleeps or does I/O. :meth:`RateLimiter.reserve` returns how long to wait and
@@ -25,7 +25,7 @@ from cachetools import LRUCache
 
 from proxy.operations import Operation
 
-SANDBOX_RATE_PER_S = 5.0  # the sandbox throttles every operation alike (FACTS.md section 7)
+SANDBOX_RATE_PER_S = 5.0  # the sandbox throttles every operation alike (docs/sp-api-facts.md §7)
 SANDBOX_BURST = 15
 # Float sums of rate * elapsed land a hair under a whole token (with wall-clock timestamps near
 # 1.7e9 the clock itself only resolves ~0.2 µs). Waits shorter than this are rounding, not
@@ -206,7 +206,7 @@ def backoff_delay(
 ) -> float:
     """The delay before retry number ``attempt + 1`` of a 429, as the official SDKs space them.
 
-    ``base_s * 2**attempt`` plus 0-25 % jitter (FACTS.md section 7), never more than ``cap_s``.
+    ``base_s * 2**attempt`` plus 0-25 % jitter (docs/sp-api-facts.md §7), never more than ``cap_s``.
     The jitter keeps workers throttled together from retrying in lockstep.
     """
     jitter = (rng or _JITTER).uniform(0.0, 0.25)

@@ -3,16 +3,17 @@
 Usage: python scripts/gen_operations_table.py [MODELS_DIR] [--output FILE] [--check]
 
 MODELS_DIR is a folder of Amazon's official OpenAPI models (searched recursively for *.json):
-by default ../shared/spapi-models next to the repository, or the models/ folder of a clone of
-amzn/selling-partner-api-models. Only facts are written (API, operation id, method, path
-template, rate, burst), never Amazon's descriptions. The output is sorted and formatted the way
-ruff formats it, so running the script twice gives the same bytes and --check can guard CI.
+by default $SPAPI_MODELS_DIR: the models/ folder of a clone of amzn/selling-partner-api-models.
+Only facts are written (API, operation id, method, path template, rate, burst), never Amazon's
+descriptions. The output is sorted and formatted the way ruff formats it, so running the script
+twice gives the same bytes and --check can guard CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODELS = REPO_ROOT.parent / "shared" / "spapi-models"
+DEFAULT_MODELS = os.environ.get("SPAPI_MODELS_DIR")
 DEFAULT_OUTPUT = REPO_ROOT / "proxy" / "operations_table.py"
 LINE_LENGTH = 100  # pyproject's [tool.ruff] line-length
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--check", action="store_true", help="exit 1 if the output is stale")
     args = parser.parse_args(argv)
+    if args.models_dir is None:
+        parser.error("give MODELS_DIR or set SPAPI_MODELS_DIR")
     rows = collect(args.models_dir)
     if not rows:
         parser.error(f"no operations found under {args.models_dir}")

@@ -4,14 +4,13 @@ The cases are read straight from the model files (not through the emulator's loa
 the loader drops counts as a miss). Each one becomes an HTTP request — path parameters filled
 in, arrays in the query comma-separated or repeated per the model's ``collectionFormat``, the
 body as JSON — sent through the proxy (which fetches RDTs and grantless tokens itself); the
-answer's status and JSON body are compared with the case. Skipped when the models folder
-(``../shared/spapi-models`` from the project root, or ``$SPAPI_MODELS_DIR``) is absent.
+answer's status and JSON body are compared with the case. Needs the models folder
+(``$SPAPI_MODELS_DIR``, see tests/support/models.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -29,16 +28,9 @@ from proxy.config.settings import Settings
 from proxy.emulator import EmulatorConfig
 from tests.conftest import settings_for
 from tests.support.clock import FakeClock
+from tests.support.models import MODELS, requires_models
 
-MODELS = Path(
-    os.environ.get("SPAPI_MODELS_DIR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "spapi-models"
-)
-pytestmark = pytest.mark.skipif(
-    not MODELS.is_dir(),
-    reason=f"no SP-API models at {MODELS}: set SPAPI_MODELS_DIR to the models/ folder of a "
-    "clone of amzn/selling-partner-api-models to run the conformance test",
-)
+pytestmark = requires_models
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 SEPARATORS = {"csv": ",", "ssv": " ", "tsv": "\t", "pipes": "|"}
@@ -114,7 +106,7 @@ def deref(document: Mapping[str, Any], parameter: Mapping[str, Any]) -> Mapping[
 
 
 def unwrap(value: Any) -> Any:
-    # Most values are {"value": x}; some model files give x bare (FACTS.md §9).
+    # Most values are {"value": x}; some model files give x bare (docs/sp-api-facts.md §9).
     if isinstance(value, dict) and set(value) == {"value"}:
         return value["value"]
     return value

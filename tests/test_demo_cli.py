@@ -17,13 +17,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-import pytest
 import yarl
 from botocore.credentials import Credentials
 
 from proxy.emulator import EmulatorConfig
 from tests.conftest import ORDERS_TEST_CASE_200, SECRET_SHAPES, SUITE_SECRETS
 from tests.emulator.conftest import sign_headers
+from tests.support.models import MODELS, requires_models
 from tests.support.moto_sts import free_port
 
 SCRIPT = str(Path(sys.executable).parent / "spapi-proxy")
@@ -145,13 +145,7 @@ def test_demo_with_a_missing_models_folder_exits_2() -> None:
     assert "--models /nonexistent/spapi-models: no such directory" in result.stderr
 
 
-MODELS = Path(
-    os.environ.get("SPAPI_MODELS_DIR")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "spapi-models"
-)
-
-
-@pytest.mark.skipif(not MODELS.is_dir(), reason=f"no SP-API models at {MODELS}")
+@requires_models
 async def test_demo_with_models_logs_what_it_loaded() -> None:
     async with spapi_proxy("demo", "--port", str(free_port()), "--models", str(MODELS)) as process:
         _, lines = await read_until(process, "curl ")

@@ -16,8 +16,8 @@ from proxy.emulator.responses import FRONT_DOOR_400_HTML
 
 TOKEN = "Atza|IwEBIDoctorTestTokenNeverToBeEchoed"  # a fake token to look for
 
-# Amazon's fixed phrases (FACTS.md §1, §8), written out here rather than imported from the code
-# under test, so a typo there fails these tests.
+# Amazon's fixed phrases (docs/sp-api-facts.md §1, §8), written out here rather than imported from
+# the code under test, so a typo there fails these tests.
 DENIED = "Access to requested resource is denied."
 MISSING = "Access token is missing in the request header."
 EXPIRED = "The access token you provided has expired."
@@ -299,7 +299,7 @@ def test_no_token_from_the_body_is_echoed(
 
 
 def test_the_emulators_answers_are_recognised() -> None:
-    """The emulator answers as FACTS.md says Amazon does; the diagnosis reads those answers."""
+    """The emulator answers as docs/sp-api-facts.md says Amazon does; the diagnosis reads them."""
     for details, expected in [
         (emulator_auth.MISSING, diagnosis.TOKEN_MISSING),
         (emulator_auth.EXPIRED, diagnosis.TOKEN_EXPIRED),

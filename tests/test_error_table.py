@@ -1,4 +1,4 @@
-"""Every row of PRODUCT.md's error table, produced for real and checked for shape and wording."""
+"""Every row of the README's error table, produced for real and checked for shape and wording."""
 
 from __future__ import annotations
 

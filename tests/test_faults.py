@@ -54,7 +54,7 @@ def token_of(request: web.Request) -> str:
 async def test_token_rejected_once_is_refreshed_and_the_request_replayed_with_its_body(
     aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
 ) -> None:
-    """Amazon says the token expired although the proxy thought it valid (FACTS.md §4)."""
+    """Amazon says the token expired though the proxy thought it valid (docs/sp-api-facts.md §4)."""
     refused: list[tuple[str, bytes]] = []
 
     @web.middleware

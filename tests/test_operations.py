@@ -20,9 +20,9 @@ from proxy.operations import (
     OperationIndex,
 )
 from proxy.operations_table import TABLE, Row
+from tests.support.models import MODELS, requires_models
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO.parent / "shared" / "spapi-models"
 _PARAM = re.compile(r"\{[^/{}]+\}")
 INDEX = OperationIndex()
 
@@ -283,10 +283,10 @@ def test_priority_apis_all_have_usage_plans() -> None:
     ]
     assert missing == []
     rdt = op_named("tokens_2021-03-01", "createRestrictedDataToken")
-    assert (rdt.rate_per_s, rdt.burst) == (1.0, 10)  # FACTS.md section 6
+    assert (rdt.rate_per_s, rdt.burst) == (1.0, 10)  # docs/sp-api-facts.md §6
 
 
-@pytest.mark.skipif(not MODELS.is_dir(), reason="the shared copy of Amazon's models is absent")
+@requires_models
 def test_generated_table_is_up_to_date() -> None:
     script = REPO / "scripts" / "gen_operations_table.py"
     result = subprocess.run(

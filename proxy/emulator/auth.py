@@ -1,6 +1,6 @@
 """SP-API authentication (token, optional SigV4) and authorization, with Amazon's answers.
 
-Mapping to Amazon's errors (403 unless noted; FACTS.md sections 1, 2 and 6):
+Mapping to Amazon's errors (403 unless noted; docs/sp-api-facts.md §1, §2 and §6):
 
 - no ``x-amz-access-token``: Unauthorized, "Access token is missing in the request header."
   (plus an ``x-emulator-hint`` when ``x-amzn-access-token`` was sent instead);

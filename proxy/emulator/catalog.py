@@ -1,6 +1,6 @@
 """The sandbox catalog: operations, their static cases, and how a request is matched to one.
 
-The shapes follow the official models' ``x-amzn-api-sandbox`` extension (FACTS.md section 9),
+The shapes follow the official models' ``x-amzn-api-sandbox`` extension (docs/sp-api-facts.md §9),
 so the built-in catalog (``catalog/*.json``, written by us) and the official model files are
 read by the same loader (:func:`operations_from_document`) and served by the same matcher.
 The JSON data lives in the ``catalog/`` folder next to this module; it is package data, not
@@ -212,7 +212,7 @@ def _cases(responses: Mapping[str, Any]) -> list[Case]:
 
 
 def _unwrap(value: Any) -> Any:
-    # Most values are {"value": x}; some model files give x bare (FACTS.md section 9).
+    # Most values are {"value": x}; some model files give x bare (docs/sp-api-facts.md §9).
     if isinstance(value, Mapping) and set(value) == {"value"}:
         return value["value"]
     return value

@@ -1,4 +1,4 @@
-"""The Login with Amazon token endpoint, ``POST /auth/o2/token`` (FACTS.md section 4)."""
+"""The Login with Amazon token endpoint, ``POST /auth/o2/token`` (docs/sp-api-facts.md §4)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def _check_client(params: dict[str, str], state: EmulatorState) -> None:
 
 def _refresh_grant(params: dict[str, str], state: EmulatorState) -> dict[str, Any]:
     if "scope" in params:
-        # FACTS.md section 4: never send scope and refresh_token together.
+        # docs/sp-api-facts.md §4: never send scope and refresh_token together.
         raise LwaError(
             "invalid_request", "The request has a parameter not allowed with this grant: scope"
         )

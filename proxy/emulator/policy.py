@@ -2,7 +2,7 @@
 
 Keyed by method and path template, not operation id: ids repeat across APIs (``getShipment``
 is both Merchant Fulfillment, which is restricted, and Fulfillment Inbound, which is not).
-Sources: FACTS.md sections 4 and 6.
+Sources: docs/sp-api-facts.md §4 and §6.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ RDT_REQUIRED: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/mfn/v0/shipments"),
         ("DELETE", "/mfn/v0/shipments/{}"),
         ("POST", "/easyShip/2022-03-23/packages/bulk"),
-        # Vendor Direct Fulfillment (FACTS.md section 6): orders, and shipping labels, packing
+        # Vendor Direct Fulfillment (docs/sp-api-facts.md §6): orders, and shipping labels, packing
         # slips and customer invoices, in both model versions.
         ("GET", "/vendor/directFulfillment/orders/v1/purchaseOrders"),
         ("GET", "/vendor/directFulfillment/orders/v1/purchaseOrders/{}"),

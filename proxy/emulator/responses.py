@@ -15,7 +15,7 @@ ERROR_TYPE = "x-amzn-ErrorType"
 HINT = "x-emulator-hint"
 JSON_TYPE = "application/json"
 
-# What Amazon's edge answers before SP-API sees the request (FACTS.md section 8).
+# What Amazon's edge answers before SP-API sees the request (docs/sp-api-facts.md §8).
 FRONT_DOOR_400_HTML = (
     "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n"
     "<center><h1>400 Bad Request</h1></center>\r\n</body>\r\n</html>\r\n"

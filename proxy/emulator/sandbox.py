@@ -70,7 +70,7 @@ def _answer(
     if denial:
         return _deny(denial, request_id, rate), auth.signature_ok, op
     if not state.throttle.allow(op.method + " " + op.path_template):
-        # Amazon never sends x-amzn-RateLimit-Limit on a 429 (FACTS.md section 7).
+        # Amazon never sends x-amzn-RateLimit-Limit on a 429 (docs/sp-api-facts.md §7).
         quota = sp_error(
             429, "QuotaExceeded", "You exceeded your quota for the requested resource.", request_id
         )
@@ -90,7 +90,7 @@ def _answer(
 
 
 def _front_door(method: str, headers: Sequence[tuple[str, str]], body: bytes) -> str | None:
-    """Why Amazon's edge would refuse this before SP-API sees it (FACTS.md section 8)."""
+    """Why Amazon's edge would refuse this before SP-API sees it (docs/sp-api-facts.md §8)."""
     names = [k.lower() for k, _ in headers]
     if names.count("host") > 1:
         return "the request carries more than one Host header"
@@ -105,7 +105,7 @@ def _front_door(method: str, headers: Sequence[tuple[str, str]], body: bytes) ->
 
 
 def _query(raw_target: str) -> list[tuple[str, str]]:
-    # SP-API reads '+' as a space (FACTS.md section 10), which is what form decoding does.
+    # SP-API reads '+' as a space (docs/sp-api-facts.md §10), which is what form decoding does.
     return parse_qsl(raw_target.partition("?")[2], keep_blank_values=True)
 
 

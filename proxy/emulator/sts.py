@@ -1,4 +1,4 @@
-"""AWS STS ``AssumeRole`` over the Query API, answering in AWS's XML shapes (FACTS.md section 5).
+"""AWS STS ``AssumeRole`` over the Query API, in AWS's XML shapes (docs/sp-api-facts.md §5).
 
 The caller's SigV4 (service ``sts``) is checked against the configured IAM key (and
 ``extra_credentials``); the credentials issued are then accepted by the SP-API side.

@@ -1,19 +1,16 @@
 """Every static case in the official models, sent straight to the emulator, answers as written.
 
-Skipped when the models folder (``../shared/spapi-models`` from the project root, or
-``$SPAPI_MODELS_DIR``) is absent. The proxy-level conformance test lives with the proxy's tests.
+Needs the models folder (``$SPAPI_MODELS_DIR``, see tests/support/models.py). The proxy-level
+conformance test lives with the proxy's tests.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 import yarl
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -23,13 +20,9 @@ from proxy.emulator.catalog import Case, Operation
 from proxy.emulator.state import EmulatorState
 from proxy.emulator.tokens import RestrictedResource, TokenKind
 from tests.emulator.conftest import AiohttpClient
+from tests.support.models import MODELS, requires_models
 
-MODELS = Path(
-    os.environ.get(
-        "SPAPI_MODELS_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "spapi-models"
-    )
-)
-pytestmark = pytest.mark.skipif(not MODELS.is_dir(), reason=f"no SP-API models at {MODELS}")
+pytestmark = requires_models
 
 
 def _request(op: Operation, case: Case) -> tuple[str, dict[str, str], bytes | None]:

@@ -199,7 +199,8 @@ def test_repeated_header_values_are_joined_in_order() -> None:
 
 
 def test_unencoded_comma_signed_by_botocore_is_rejected_like_aws() -> None:
-    # botocore signs a raw ',' in the URL as is; AWS re-encodes it to %2C (FACTS.md section 10).
+    # botocore signs a raw ',' in the URL as is; AWS re-encodes it to %2C
+    # (docs/sp-api-facts.md §10).
     target, sent = _sign("GET", "/orders/v0/orders", "MarketplaceIds=A,B", {}, b"")
     assert not _check("GET", target, sent, b"").ok
     target, sent = _sign("GET", "/orders/v0/orders", "MarketplaceIds=A%2CB", {}, b"")

@@ -3,7 +3,7 @@
 #
 #   bash docker/smoke-test.sh            (as root, from anywhere; `.ci/run` calls it)
 #
-# It follows shared/CONTAINERS.md: there is no Docker engine and no reachable registry, so it
+# It works where there is no Docker engine and no reachable registry (CI machines): it
 # builds a stand-in for python:3.11-slim from Debian's own packages (debootstrap, cached), builds
 # the image with buildah, runs it with podman (runc, private storage under a temporary folder),
 # and drives docker-compose.yml through `podman system service`. It installs what it needs itself
@@ -102,7 +102,7 @@ figure() {
     log "    ${1}: ${2}"
 }
 
-# podman and buildah on a private storage root, runc, no systemd (see CONTAINERS.md).
+# podman and buildah on a private storage root, runc, no systemd: what works without a Docker engine.
 PODMAN=()
 BUILDAH=()
 RUN_OPTS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)

@@ -1,1 +1,1 @@
-"""Benchmarks: the SigV4 micro-benchmark and the proxy-vs-reference load benchmark (issue 6)."""
+"""Benchmarks: the SigV4 micro-benchmark and the proxy-vs-reference load benchmark."""

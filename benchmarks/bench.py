@@ -1,4 +1,4 @@
-"""Load benchmark of issue 6: the proxy against a plain aiohttp + botocore reference proxy.
+"""Load benchmark: the proxy against a plain aiohttp + botocore reference proxy.
 
 Starts, all on 127.0.0.1: a fast upstream (nginx, else a raw-socket Python server) that also
 plays LWA; the proxy as users start it (`spapi-proxy run --config FILE`, signing with static
@@ -306,8 +306,7 @@ class Bench:
                 raise BenchError(f"spapi-proxy check-config refused the config: {checked.stderr}")
             elif key == "workers":
                 self.notes.append(
-                    "--workers skipped: this proxy has no listen.workers key yet (issue 6 "
-                    "item 3); running one process"
+                    "--workers skipped: this proxy has no listen.workers key; running one process"
                 )
         write_private(config, json.dumps(settings))
         checked = check_config(config)

@@ -1,4 +1,4 @@
-"""The reference of issue 6: a plain aiohttp proxy that signs each request with botocore.
+"""The benchmark's reference: a plain aiohttp proxy that signs each request with botocore.
 
 What a competent developer writes in an afternoon: an aiohttp server, one shared ClientSession,
 botocore's `SigV4Auth.add_auth` on every request (execute-api, us-east-1, static keys, a fixed

@@ -53,9 +53,9 @@ MIB = 1024 * 1024
 LWA_FAILURE_RATE = 1 / 5
 DROP_RATE = 0.05
 MAX_DELAY_S = 0.2
-# Short enough that the proxy refreshes about once a second: at the ~400 req/s this machine
-# manages, a 3 s token gave 5-7 LWA calls per soak and often no fault at all, whereas a 1 s one
-# gives ~20 calls (~4 failed), the occasional three failures in a row (LwaUnavailable), and
+# Short enough that the proxy refreshes about once a second: at a few hundred requests a second
+# (the soak's fakes delay every answer), a 3 s token gives a handful of LWA calls per quick soak and
+# often no fault at all, whereas a 1 s one gives ~15 calls (a few failed), the occasional three failures in a row (LwaUnavailable), and
 # tokens that expire while a delayed request is on its way (SP-API's 403, then the proxy's replay).
 DEFAULT_TOKEN_LIFETIME_S = 1.0
 CLIENT_TIMEOUT_S = 15.0  # a request without an answer by then counts as hung

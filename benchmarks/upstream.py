@@ -1,6 +1,6 @@
 """The benchmark's upstream: a fixed ~2 KB JSON answer, a fake LWA and a header echo.
 
-nginx serves it when it is installed (what issue 6's figures used); otherwise
+nginx serves it when it is installed (the README's figures use it); otherwise
 `python -m benchmarks.upstream --port P` runs a single-threaded raw-socket HTTP/1.1 keep-alive
 server with the same three routes:
 - `POST /auth/o2/token`: an LWA token answer (the proxy's `lwa.token_url`);

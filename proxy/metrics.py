@@ -17,7 +17,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class ProxyMetrics:
     """The proxy's metrics. The two that change on every request are plain counts read at
     scrape time: prometheus_client's labelled children and histograms take a lock and several
-    calls per update (~15k instructions a request together, issue 6). The event loop is the
+    calls per update (~15k instructions a request together). The event loop is the
     only writer, so plain integers are safe; the rare ones use prometheus_client as is."""
 
     def __init__(self) -> None:

@@ -54,9 +54,10 @@ LWA_FAILURE_RATE = 1 / 5
 DROP_RATE = 0.05
 MAX_DELAY_S = 0.2
 # Short enough that the proxy refreshes about once a second: at a few hundred requests a second
-# (the soak's fakes delay every answer), a 3 s token gives a handful of LWA calls per quick soak and
-# often no fault at all, whereas a 1 s one gives ~15 calls (a few failed), the occasional three failures in a row (LwaUnavailable), and
-# tokens that expire while a delayed request is on its way (SP-API's 403, then the proxy's replay).
+# (the fakes delay every answer), a 3 s token gives a handful of LWA calls per quick soak and often
+# no fault at all, whereas a 1 s one gives ~15 calls (a few failed), the occasional three failures
+# in a row (LwaUnavailable), and tokens that expire while a delayed request is on its way
+# (SP-API's 403, then the proxy's replay).
 DEFAULT_TOKEN_LIFETIME_S = 1.0
 CLIENT_TIMEOUT_S = 15.0  # a request without an answer by then counts as hung
 # The warm-up fills the proxy's pools (client connections, upstream keep-alive connections) to

@@ -147,6 +147,22 @@ async def test_a_flushed_redis_loads_the_script_again_and_starts_the_bucket_full
     assert state.healthy
 
 
+async def test_a_burst_pipelined_into_a_flushed_redis_takes_each_token_once(
+    own_redis_server: RedisServer, replicas: Replicas
+) -> None:
+    (state,) = await replicas(own_redis_server)
+    buckets = SharedBuckets(state)
+    bucket_key = key(state)
+    assert await buckets.reserve(bucket_key, 0.01, 5.0, max_wait_s=0.0) == 0.0
+    own_redis_server.flush()
+    waits = await asyncio.gather(
+        *(buckets.reserve(bucket_key, 0.01, 5.0, max_wait_s=0.0) for _ in range(12))
+    )
+    assert waits.count(0.0) == 5
+    assert waits.count(None) == 7
+    assert state.healthy
+
+
 async def test_redis_stopped_fails_fast_warns_once_and_is_shared_again_when_back(
     own_redis_server: RedisServer, replicas: Replicas, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -155,18 +155,23 @@ async def test_a_lock_holder_that_never_delivers_is_waited_for_only_until_the_ti
     assert got.value == Secret(f"{TOKEN}-1")
 
 
-async def test_forget_drops_a_refused_token_but_not_its_replacement(
+async def test_a_token_sp_api_refused_is_replaced_once_for_the_fleet(
     redis_server: RedisServer, replicas: Replicas
 ) -> None:
     key = lwa_key()
-    (tokens,) = replicas(redis_server)
+    first, second = replicas(redis_server, 2)
     fetch = CountingFetch(takes_s=0.0)
-    first = await tokens.get_or_fetch(key, fetch, wait_s=5.0)
-    await tokens.forget(key, Secret("some older token"))
-    assert await tokens.read(key) is not None
-    await tokens.forget(key, first.value)
-    assert await tokens.read(key) is None
-    assert (await tokens.get_or_fetch(key, fetch, wait_s=5.0)).value == Secret(f"{TOKEN}-2")
+    refused = (await first.get_or_fetch(key, fetch, wait_s=5.0)).value
+    assert (
+        await second.get_or_fetch(key, fetch, wait_s=5.0, refused=Secret("older"))
+    ).value == refused
+    replaced = await first.get_or_fetch(key, fetch, wait_s=5.0, refused=refused)
+    assert replaced.value == Secret(f"{TOKEN}-2")
+    # The other replica, told of the same refusal, takes the replacement: no third fetch.
+    assert (
+        await second.get_or_fetch(key, fetch, wait_s=5.0, refused=refused)
+    ).value == replaced.value
+    assert fetch.calls == 2
 
 
 async def test_redis_down_before_a_token_is_in_hand_raises_for_the_caller_to_decide(

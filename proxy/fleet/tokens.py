@@ -117,22 +117,25 @@ class SharedTokens:
         self._release = state.client.register_script(RELEASE_SCRIPT)
         self._next_unreadable_warning = 0.0
 
-    async def get_or_fetch(self, key: str, fetch: Fetch, wait_s: float) -> Expiring[Secret]:
+    async def get_or_fetch(
+        self, key: str, fetch: Fetch, wait_s: float, refused: Secret | None = None
+    ) -> Expiring[Secret]:
         """A fresh token from Redis, else one fetched by exactly one replica of the fleet.
 
         ``wait_s`` bounds both the lock (a holder that dies frees it then) and how long this
-        replica waits for another's fetch before fetching alone.
+        replica waits for another's fetch before fetching alone. A stored token equal to
+        ``refused`` (SP-API rejected it) counts as missing, and is replaced.
         """
         deadline = self._monotonic() + wait_s
         owner = secrets.token_hex(8)
         while True:
-            cached = await self.read(key)
+            cached = await self.read(key, refused)
             if cached is not None:
                 return Expiring(cached.token, cached.expires_at)
             if await self._lock(key, owner, wait_s):
                 try:
                     # Another replica may have stored it between the read and the lock.
-                    cached = await self.read(key)
+                    cached = await self.read(key, refused)
                     if cached is not None:
                         return Expiring(cached.token, cached.expires_at)
                     return await self._fetch_and_store(key, fetch)
@@ -145,8 +148,9 @@ class SharedTokens:
                 return await self._fetch_and_store(key, fetch)
             await self._sleep(POLL_INTERVAL_S)
 
-    async def read(self, key: str) -> SharedToken | None:
-        """The stored token if it is fresh and readable with this replica's key."""
+    async def read(self, key: str, refused: Secret | None = None) -> SharedToken | None:
+        """The stored token if it is fresh, readable with this replica's key, and not
+        ``refused``."""
         sealed = await self._call(lambda redis: redis.get(key))
         if sealed is None:
             return None
@@ -154,14 +158,9 @@ class SharedTokens:
         if token is None:
             self._unreadable()
             return None
-        return token if token.fresh(self._clock()) else None
-
-    async def forget(self, key: str, token: Secret) -> None:
-        """Drop a token SP-API refused, unless another replica replaced it already."""
-        sealed = await self._call(lambda redis: redis.get(key))
-        stored = None if sealed is None else self._cipher.open(key, sealed)
-        if stored is not None and stored.token == token:
-            await self._call(lambda redis: redis.delete(key))
+        if token.token == refused or not token.fresh(self._clock()):
+            return None
+        return token
 
     async def _fetch_and_store(self, key: str, fetch: Fetch) -> Expiring[Secret]:
         issued_at = self._clock()

@@ -11,9 +11,8 @@ from urllib.parse import unquote
 
 from aiohttp import HttpVersion11, web
 
-from proxy.answers import BODYLESS_STATUSES, Answer
 from proxy.config.settings import RateLimitSettings
-from proxy.credentials.grants import AccessTokens, Grant, Wanted, wanted_from
+from proxy.credentials.grants import AccessTokens, Snapshot, Wanted, wanted_from
 from proxy.diagnosis import (
     BODY_HEAD_BYTES,
     DIAGNOSED_STATUSES,
@@ -40,6 +39,7 @@ from proxy.http import UpstreamHttpError, UpstreamResponse
 from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
 from proxy.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
+from proxy.server.answers import BODYLESS_STATUSES, Answer
 from proxy.upstream import OutgoingRequest, Upstream
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,14 @@ logger = logging.getLogger(__name__)
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 REQUEST_ID = "x-amzn-RequestId"
 EXPECT = "Expect"
-# SP-API's 401/403 `details` that mean "fetch a new token and try again" (FACTS.md §1).
+# SP-API's 401/403 `details` that mean "fetch a new token and try again"
+# (docs/sp-api-facts.md §1).
 REJECTED_TOKEN_DETAILS = (
     "access token you provided has expired",
     "access token you provided is revoked, malformed or invalid",
 )
-RETRY_BASE_S = 1.0  # the official SDKs' 429 backoff: 1 s x 2^n plus jitter (FACTS.md §7)
+# The official SDKs' 429 backoff: 1 s x 2^n plus jitter (docs/sp-api-facts.md §7).
+RETRY_BASE_S = 1.0
 RATE_LIMIT_HEADER = "x-amzn-RateLimit-Limit"
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -80,42 +82,45 @@ class Forwarder:
         # Injected like the clock, so tests of waits and backoff need not wait.
         self._sleep = sleep
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> Answer:
         outgoing = await self._outgoing(request)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
-        grant, upstream, head = await self._send(outgoing, op, wanted_from(request.headers))
-        self._observe_rate_limit(op, upstream)
+        sent, reply, head = await self._send(outgoing, op, wanted_from(request.headers))
+        self._observe_rate_limit(sent, reply)
         hint = None
-        if needs_diagnosis(upstream):
-            head = head or await read_head(upstream)
-            hint = hint_for(exchange_of(request, outgoing, op, grant, upstream, head))
+        if needs_diagnosis(reply):
+            head = head or await read_head(reply)
+            hint = hint_for(exchange_of(request, outgoing, sent, reply, head))
             if hint:
-                logger.warning("SP-API answered %d: %s", upstream.status, hint)
-        return await stream_back(request, upstream, head, {HINT_HEADER: hint} if hint else None)
+                logger.warning("SP-API answered %d: %s", reply.status, hint)
+        return await stream_back(request, reply, head, {HINT_HEADER: hint} if hint else None)
 
     async def _send(
         self, outgoing: OutgoingRequest, op: Operation | None, wanted: Wanted
-    ) -> tuple[Grant, UpstreamResponse, bytes]:
+    ) -> tuple[Snapshot, UpstreamResponse, bytes]:
         """Send with the right token; once more with a new one if SP-API rejects it.
 
-        Returns the token used, the answer, and the part of its body already read.
+        Returns what the request was sent with, SP-API's reply, and the part of its body
+        already read.
         """
-        grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
-        upstream = await self._send_within_quota(outgoing, grant, op)
-        if upstream.status not in (401, 403):
-            return grant, upstream, b""
+        bucket = quota_key(op)
+        sent, reply = await self._send_within_quota(outgoing, op, bucket, wanted)
+        if reply.status not in (401, 403):
+            return sent, reply, b""
         # Amazon refused the token before acting on the request, so a replay with a new
-        # token is safe for any method (PRODUCT.md "Tokens").
-        head = await read_head(upstream)
-        rejected = upstream.content.at_eof() and token_was_rejected(
-            decoded_head(head, upstream.headers.get("Content-Encoding", ""))
+        # token is safe for any method.
+        head = await read_head(reply)
+        rejected = reply.content.at_eof() and token_was_rejected(
+            decoded_head(head, reply.headers.get("Content-Encoding", ""))
         )
-        if not (rejected and self._access.rejected(grant)):
-            return grant, upstream, head
-        logger.info("SP-API rejected the %s token; fetching a new one and retrying", grant.kind)
-        upstream.release()
-        grant = await self._access.grant_for(op, outgoing.method, outgoing.raw_path, wanted)
-        return grant, await self._send_within_quota(outgoing, grant, op), b""
+        if not (rejected and self._access.rejected(sent)):
+            return sent, reply, head
+        logger.info(
+            "SP-API rejected the %s token; fetching a new one and retrying", sent.token_kind
+        )
+        reply.release()
+        sent, reply = await self._send_within_quota(outgoing, op, bucket, wanted)
+        return sent, reply, b""
 
     async def _outgoing(self, request: web.BaseRequest) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")
@@ -130,19 +135,26 @@ class Forwarder:
         return OutgoingRequest(method, raw_path, encode_query(raw_query), body, tuple(headers))
 
     async def _send_within_quota(
-        self, outgoing: OutgoingRequest, grant: Grant, op: Operation | None
-    ) -> UpstreamResponse:
-        """Send once the operation's bucket allows; retry Amazon's 429 with backoff."""
+        self, outgoing: OutgoingRequest, op: Operation | None, bucket: Hashable, wanted: Wanted
+    ) -> tuple[Snapshot, UpstreamResponse]:
+        """Send once the operation's bucket allows; retry Amazon's 429 with backoff.
+
+        Each attempt's token and AWS credentials are taken after its wait, so a wait never
+        outlives them.
+        """
         settings = self._rate_limits
         retrying = settings.enabled and outgoing.method in settings.retry_methods
         retries = settings.retries if retrying else 0
         for attempt in range(retries + 1):
             if self._limiter is not None:
-                await self._take_quota(op, self._limiter)
-            upstream = await self._upstream.send(outgoing, grant.token)
-            if upstream.status != 429 or attempt == retries:
-                return upstream
-            upstream.release()
+                await self._take_quota(op, bucket, self._limiter)
+            sent = await self._access.snapshot(
+                op, bucket, outgoing.method, outgoing.raw_path, wanted
+            )
+            reply = await self._upstream.send(outgoing, sent)
+            if reply.status != 429 or attempt == retries:
+                return sent, reply
+            reply.release()
             delay = backoff_delay(attempt, RETRY_BASE_S)
             logger.info(
                 "SP-API answered 429; retry %d of %d in %.1f s", attempt + 1, retries, delay
@@ -150,58 +162,60 @@ class Forwarder:
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _take_quota(self, op: Operation | None, limiter: RateLimiter) -> None:
-        key = quota_key(op)
-        wait = limiter.reserve(key, op, self._rate_limits.max_wait_s)
+    async def _take_quota(
+        self, op: Operation | None, bucket: Hashable, limiter: RateLimiter
+    ) -> None:
+        wait = limiter.reserve(bucket, op, self._rate_limits.max_wait_s)
         if wait is None:
-            raise quota_exceeded(op, limiter.retry_after(key), self._rate_limits.max_wait_s)
+            raise quota_exceeded(op, limiter.retry_after(bucket), self._rate_limits.max_wait_s)
         if wait > 0:
             await self._sleep(wait)
 
-    def _observe_rate_limit(self, op: Operation | None, upstream: UpstreamResponse) -> None:
+    def _observe_rate_limit(self, sent: Snapshot, reply: UpstreamResponse) -> None:
         if self._limiter is None:
             return
-        limit = upstream.headers.get(RATE_LIMIT_HEADER)
-        if limit and self._limiter.observe_limit(quota_key(op), limit):
-            # Said once per operation: the same bad value usually comes on every answer.
+        limit = reply.headers.get(RATE_LIMIT_HEADER)
+        if limit and self._limiter.observe_limit(sent.bucket, limit):
+            # Said once per operation: the same bad value usually comes on every reply.
             logger.warning(
                 "Ignoring %s %r from SP-API for %s: not a rate from %g to %g requests/s; "
                 "the operation keeps its current limit",
                 RATE_LIMIT_HEADER,
                 limit[:32],
-                operation_name(op),
+                operation_name(sent.op),
                 MIN_LIMIT_PER_S,
                 MAX_LIMIT_PER_S,
             )
 
 
-def needs_diagnosis(upstream: UpstreamResponse) -> bool:
-    """Amazon's 401/403, and a 400 that came as an HTML page from its edge (FACTS.md §8)."""
-    if upstream.status == 400:
-        return "html" in upstream.headers.get("Content-Type", "").lower()
-    return upstream.status in DIAGNOSED_STATUSES
+def needs_diagnosis(reply: UpstreamResponse) -> bool:
+    """Amazon's 401/403, and a 400 that came as an HTML page from its edge
+    (docs/sp-api-facts.md §8)."""
+    if reply.status == 400:
+        return "html" in reply.headers.get("Content-Type", "").lower()
+    return reply.status in DIAGNOSED_STATUSES
 
 
 def exchange_of(
     request: web.BaseRequest,
     outgoing: OutgoingRequest,
-    op: Operation | None,
-    grant: Grant,
-    upstream: UpstreamResponse,
+    sent: Snapshot,
+    reply: UpstreamResponse,
     head: bytes,
 ) -> Exchange:
+    op = sent.op
     return Exchange(
         method=outgoing.method,
         path=outgoing.raw_path,
         client_sent_body=request.body_exists,
         client_token_header=client_token_header_of(request.headers.keys()),
-        token_kind=grant.kind,
+        token_kind=sent.token_kind,
         operation_restricted=op is not None and op.restricted,
         operation_grantless=op is not None and op.grantless_scope is not None,
-        status=upstream.status,
-        content_type=upstream.headers.get("Content-Type", ""),
+        status=reply.status,
+        content_type=reply.headers.get("Content-Type", ""),
         # The client gets the bytes as sent; the diagnosis reads them decoded (bounded).
-        body_head=decoded_head(head, upstream.headers.get("Content-Encoding", "")),
+        body_head=decoded_head(head, reply.headers.get("Content-Encoding", "")),
     )
 
 
@@ -286,12 +300,12 @@ def too_large(limit: int) -> RequestTooLarge:
     )
 
 
-async def read_head(upstream: UpstreamResponse) -> bytes:
+async def read_head(reply: UpstreamResponse) -> bytes:
     """The body's first bytes (all of an SP-API error body); the rest stays unread."""
     parts: list[bytes] = []
     size = 0
-    while size < BODY_HEAD_BYTES and not upstream.content.at_eof():
-        part = await upstream.content.read(BODY_HEAD_BYTES - size)
+    while size < BODY_HEAD_BYTES and not reply.content.at_eof():
+        part = await reply.content.read(BODY_HEAD_BYTES - size)
         if not part:
             break
         parts.append(part)
@@ -311,30 +325,30 @@ def token_was_rejected(body: bytes) -> bool:
 
 async def stream_back(
     request: web.BaseRequest,
-    upstream: UpstreamResponse,
+    reply: UpstreamResponse,
     head: bytes = b"",
     extra_headers: dict[str, str] | None = None,
 ) -> Answer:
     """Status, headers and body back to the client; `head` is body already read.
 
-    A small answer is read whole and returned unsent (the server writes it in one piece); a
+    A small reply is read whole and returned unsent (the server writes it in one piece); a
     larger one, or one of unknown length, is streamed from here.
     """
     try:
         dropped = DROPPED_FROM_RESPONSE
         if extra_headers:
             dropped = dropped | {name.lower() for name in extra_headers}
-        headers = response_headers_to_return(upstream.headers, dropped)
+        headers = response_headers_to_return(reply.headers, dropped)
         if extra_headers:
             headers += extra_headers.items()
-        has_date = "Date" in upstream.headers
-        request_id = upstream.headers.get(REQUEST_ID)
-        length = content_length(upstream)
-        if small_body_length(request, upstream, head, length) is not None:
-            return await answer_whole(upstream, headers, length or 0, has_date, request_id)
+        has_date = "Date" in reply.headers
+        request_id = reply.headers.get(REQUEST_ID)
+        length = content_length(reply)
+        if small_body_length(request, reply, head, length) is not None:
+            return await answer_whole(reply, headers, length or 0, has_date, request_id)
         response = Answer(
-            upstream.status,
-            upstream.reason,
+            reply.status,
+            reply.reason,
             headers,
             length=length,
             has_date=has_date,
@@ -344,7 +358,7 @@ async def stream_back(
         try:
             if head:
                 await response.write(head)
-            async for chunk in upstream.content.iter_any():
+            async for chunk in reply.content.iter_any():
                 await response.write(chunk)
         except (UpstreamHttpError, TimeoutError) as error:
             # The status line is gone already; the only honest signal left is to cut the
@@ -358,13 +372,13 @@ async def stream_back(
         await response.write_eof()
         return response
     finally:
-        upstream.release()
+        reply.release()
 
 
-def content_length(upstream: UpstreamResponse) -> int | None:
-    """The answer's Content-Length (the upstream client refuses unequal duplicates and bad
+def content_length(reply: UpstreamResponse) -> int | None:
+    """The reply's Content-Length (the upstream client refuses unequal duplicates and bad
     values, so one digit string or nothing is left)."""
-    length = upstream.headers.get("Content-Length", "")
+    length = reply.headers.get("Content-Length", "")
     return int(length) if length.isdigit() else None
 
 
@@ -374,25 +388,25 @@ SMALL_BODY_BYTES = 64 * 1024
 
 
 def small_body_length(
-    request: web.BaseRequest, upstream: UpstreamResponse, head: bytes, length: int | None
+    request: web.BaseRequest, reply: UpstreamResponse, head: bytes, length: int | None
 ) -> int | None:
-    """The length of an answer to send whole, or None to stream it."""
+    """The length of a reply to send whole, or None to stream it."""
     if length is None or length > SMALL_BODY_BYTES or head or request.method == "HEAD":
         return None
-    return None if upstream.status in BODYLESS_STATUSES else length
+    return None if reply.status in BODYLESS_STATUSES else length
 
 
 async def answer_whole(
-    upstream: UpstreamResponse,
+    reply: UpstreamResponse,
     headers: list[tuple[str, str]],
     length: int,
     has_date: bool,
     request_id: str | None,
 ) -> Answer:
-    """The whole answer, sent in one write; `headers` are without Content-Length, which is set
+    """The whole reply, sent in one write; `headers` are without Content-Length, which is set
     from the body."""
     try:
-        body = await upstream.content.readexactly(length)
+        body = await reply.content.readexactly(length)
     except (UpstreamHttpError, TimeoutError, asyncio.IncompleteReadError) as error:
         # Nothing was sent to the client yet, so the failure can still be said properly.
         raise UpstreamUnreachable(
@@ -400,5 +414,5 @@ async def answer_whole(
             "Retry the request; if it keeps happening, check the network to the upstream.",
         ) from None
     return Answer(
-        upstream.status, upstream.reason, headers, body, has_date=has_date, request_id=request_id
+        reply.status, reply.reason, headers, body, has_date=has_date, request_id=request_id
     )

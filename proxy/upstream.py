@@ -18,6 +18,7 @@ from proxy.credentials.answers import (
     lifetime_s,
     read_capped,
 )
+from proxy.credentials.grants import LWA, Snapshot
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
@@ -70,10 +71,9 @@ class Upstream:
         self._signer = SigV4Signer(settings.signing_region) if profile.aws else None
         self._clock = clock
 
-    async def send(self, outgoing: OutgoingRequest, token: Secret) -> UpstreamResponse:
-        pending_aws = self._credentials.aws_credentials()
-        aws = None if pending_aws is None else await pending_aws
-        headers = self._signed_headers(outgoing, token, aws)
+    async def send(self, outgoing: OutgoingRequest, sent: Snapshot) -> UpstreamResponse:
+        """Sign `outgoing` with what `sent` holds and send it; SP-API's reply, body unread."""
+        headers = self._signed_headers(outgoing, sent.token, sent.aws)
         target = outgoing.raw_path
         if outgoing.query:
             target += "?" + outgoing.query
@@ -146,7 +146,10 @@ class Upstream:
         )
         outgoing = OutgoingRequest("POST", RDT_PATH, "", body, headers)
         started = self._clock()
-        response = await self.send(outgoing, await self._credentials.lwa_token())
+        token = await self._credentials.lwa_token()
+        pending_aws = self._credentials.aws_credentials()
+        aws = None if pending_aws is None else await pending_aws
+        response = await self.send(outgoing, Snapshot(token, LWA, aws, None, None))
         redactor = self._credentials.redactor
         try:
             raw = await read_capped(response.readany, content_length(response))

@@ -4,13 +4,14 @@ restricted data token (RDT) the proxy fetched, or an RDT the client brought (FAC
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import NamedTuple
 
 from cachetools import LRUCache
 
 from proxy.credentials.refreshable import Expiring, Refreshable
 from proxy.credentials.store import CredentialStore
+from proxy.credentials.types import AwsCredentials
 from proxy.headers import ACCESS_TOKEN_HEADER, CLIENT_RDT_HEADER, DATA_ELEMENTS_HEADER, RDT_PREFIX
 from proxy.operations import Operation
 from proxy.secret import Secret
@@ -24,9 +25,15 @@ RdtFetch = Callable[[str, str, tuple[str, ...]], Awaitable[Expiring[Secret]]]
 
 # NamedTuples rather than frozen dataclasses: made on every request, and a frozen dataclass's
 # __init__ (object.__setattr__ per field) costs several times as much.
-class Grant(NamedTuple):
+class Snapshot(NamedTuple):
+    """Everything one upstream attempt is sent with, taken once, after the attempt's wait for
+    quota: a token chosen before a long wait could expire while the request waits."""
+
     token: Secret
-    kind: str
+    token_kind: str  # LWA, GRANTLESS, RDT or CLIENT_RDT
+    aws: AwsCredentials | None  # what the request is signed with; None when signing is off
+    op: Operation | None
+    bucket: Hashable  # the operation's rate-limit bucket
 
 
 class Wanted(NamedTuple):
@@ -56,25 +63,32 @@ class AccessTokens:
         # can't grow memory without limit; each entry refreshes early and single-flight.
         self._rdts: LRUCache[RdtKey, Refreshable[Secret]] = LRUCache(maxsize=max_cached_rdts)
 
-    async def grant_for(
-        self, op: Operation | None, method: str, path: str, wanted: Wanted
-    ) -> Grant:
+    async def snapshot(
+        self, op: Operation | None, bucket: Hashable, method: str, path: str, wanted: Wanted
+    ) -> Snapshot:
+        """The token (and AWS credentials when signing) to send `method path` with now."""
+        credentials = self._credentials
         if wanted.client_rdt:
-            return Grant(Secret(wanted.client_rdt), CLIENT_RDT)
-        if op is not None and op.grantless_scope:
-            return Grant(await self._credentials.grantless_token(op.grantless_scope), GRANTLESS)
-        if self._rdt_enabled and op is not None and op.needs_rdt(bool(wanted.data_elements)):
+            token, kind = Secret(wanted.client_rdt), CLIENT_RDT
+        elif op is not None and op.grantless_scope:
+            token, kind = await credentials.grantless_token(op.grantless_scope), GRANTLESS
+        elif self._rdt_enabled and op is not None and op.needs_rdt(bool(wanted.data_elements)):
             elements = wanted.data_elements if op.data_elements else ()
-            return Grant(await self._rdt((method, path, elements)), RDT)
-        return Grant(await self._credentials.lwa_token(), LWA)
+            token, kind = await self._rdt((method, path, elements)), RDT
+        else:
+            token, kind = await credentials.lwa_token(), LWA
+        pending_aws = credentials.aws_credentials()
+        aws = None if pending_aws is None else await pending_aws
+        return Snapshot(token, kind, aws, op, bucket)
 
-    def rejected(self, grant: Grant) -> bool:
+    def rejected(self, snapshot: Snapshot) -> bool:
         """Forget a token SP-API refused; True when fetching another one may help."""
-        if grant.kind == CLIENT_RDT:
+        if snapshot.token_kind == CLIENT_RDT:
             return False  # the client's own token: the client has to fetch a new one
-        self._credentials.token_rejected(grant.token)
+        token = snapshot.token
+        self._credentials.token_rejected(token)
         for key, cached in list(self._rdts.items()):
-            if cached.cached is not None and cached.cached.value == grant.token:
+            if cached.cached is not None and cached.cached.value == token:
                 del self._rdts[key]
         return True
 

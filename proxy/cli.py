@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from proxy import __version__, eventloop
+from proxy import __version__
 from proxy.config.environment import config_path_from, env_name
 from proxy.config.errors import ConfigError
 from proxy.config.load import load_settings
@@ -17,6 +17,7 @@ from proxy.config.render import file_mode_warning, render_masked
 from proxy.config.settings import Settings
 from proxy.logging_setup import configure_logging
 from proxy.redact import Redactor
+from proxy.server import eventloop
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
-    from proxy.app import create_app
-    from proxy.server import serve_until_signalled, settle_garbage_collector, start_server
+    from proxy.server.app import create_app
+    from proxy.server.run import serve_until_signalled, settle_garbage_collector, start_server
 
     app = create_app(settings, redactor=redactor)
     listen = settings.listen
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
 
     if settings.listen.workers == 1:
         return serve()
-    from proxy.workers import run_workers
+    from proxy.server.workers import run_workers
 
     return run_workers(settings.listen.workers, serve)
 

@@ -20,7 +20,6 @@ from typing import TextIO
 import aiohttp
 from aiohttp import web
 
-from proxy.app import create_app
 from proxy.config.settings import (
     AwsSettings,
     ListenSettings,
@@ -31,7 +30,8 @@ from proxy.config.settings import (
 from proxy.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
 from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.server import start_server
+from proxy.server.app import create_app
+from proxy.server.run import start_server
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from proxy.app import create_app, register_config_secrets
 from proxy.config.environment import config_path_from
 from proxy.config.errors import ConfigError
 from proxy.config.load import load_settings
@@ -40,7 +39,8 @@ from proxy.errors import CredentialError, LwaRejected
 from proxy.headers import PROFILE_HEADER
 from proxy.profiles import lwa_session
 from proxy.redact import Redactor
-from proxy.server import RunningServer, start_server
+from proxy.server.app import create_app, register_config_secrets
+from proxy.server.run import RunningServer, start_server
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ DROPPED_FROM_REQUEST = HOP_BY_HOP | OWNED | {"content-length", "expect"}
 
 
 # What never goes back to the client from an upstream answer: hop-by-hop fields, and the length,
-# which the answer writer states itself from the body it frames (proxy.answers).
+# which the answer writer states itself from the body it frames (proxy.server.answers).
 DROPPED_FROM_RESPONSE = HOP_BY_HOP | {"content-length"}
 
 

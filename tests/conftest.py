@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp.test_utils import TestServer
 
-from proxy.app import create_app
 from proxy.config.settings import (
     AwsSettings,
     ListenSettings,
@@ -23,7 +22,8 @@ from proxy.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create
 from proxy.emulator.sigv4 import KeyMaterial
 from proxy.logging_setup import pin_noisy_loggers
 from proxy.secret import Secret
-from proxy.server import RunningServer, start_server
+from proxy.server.app import create_app
+from proxy.server.run import RunningServer, start_server
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, running_moto_sts
 from tests.support.sleeper import FakeSleeper

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
-from proxy.answers import Answer, answer_head
 from proxy.emulator import EmulatorConfig
-from proxy.server import RunningServer
+from proxy.server.answers import Answer, answer_head
+from proxy.server.run import RunningServer
 from tests.conftest import StartProxy, settings_for
 
 Canned = Callable[[bytes], bytes]  # request head -> raw answer

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.emulator import EmulatorConfig, ReceivedRequest, create_emulator_app
 from proxy.secret import Secret
-from proxy.server import RunningServer
+from proxy.server.run import RunningServer
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from proxy.config.settings import AwsSettings
 from proxy.emulator import EmulatorConfig
 from proxy.secret import Secret
-from proxy.server import RunningServer
+from proxy.server.run import RunningServer
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

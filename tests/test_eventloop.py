@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.eventloop import SpinningSelector, new_event_loop, run
+from proxy.server.eventloop import SpinningSelector, new_event_loop, run
 
 SPIN_S = 0.002
 

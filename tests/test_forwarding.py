@@ -12,7 +12,7 @@ from moto.sts.models import sts_backends
 from yarl import URL
 
 from proxy.emulator import EmulatorConfig, ReceivedRequest, create_emulator_app
-from proxy.server import RunningServer
+from proxy.server.run import RunningServer
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

@@ -7,9 +7,9 @@ import socket
 import pytest
 from aiohttp.test_utils import TestServer
 
-from proxy.app import create_app
 from proxy.emulator import EmulatorConfig
-from proxy.server import start_server
+from proxy.server.app import create_app
+from proxy.server.run import start_server
 from tests.conftest import settings_for
 
 

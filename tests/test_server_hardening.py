@@ -17,13 +17,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from proxy.app import create_app
 from proxy.config.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from proxy.emulator import EmulatorConfig
-from proxy.listener import default_max_connections
 from proxy.redact import Redactor
 from proxy.secret import Secret
-from proxy.server import LoopErrorReporter, RunningServer, start_server
+from proxy.server.app import create_app
+from proxy.server.listener import default_max_connections
+from proxy.server.run import LoopErrorReporter, RunningServer, start_server
 from tests.conftest import ServerFactory, StartProxy, settings_for, url_of
 from tests.support.moto_sts import free_port
 from tests.support.rawhttp import raw_request

@@ -44,11 +44,11 @@ class ListenSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     drain_timeout_s: float = 10.0
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); each fetches its own tokens
-    busy_poll_us: int = 50  # spin this long before the event loop sleeps (proxy/eventloop.py)
+    busy_poll_us: int = 50  # spin this long before the event loop sleeps (server/eventloop.py)
     header_timeout_s: float = 10.0  # a request head must be complete within this
     keepalive_timeout_s: float = 15.0  # an idle keep-alive connection closes after this
     body_timeout_s: float = 10.0  # longest a client may stall sending its body or reading
-    max_connections: int | None = None  # inbound; None: from the descriptor limit (proxy/server.py)
+    max_connections: int | None = None  # inbound; None: from the descriptor limit (server/listener)
 
     @property
     def is_loopback(self) -> bool:

@@ -1,21 +1,19 @@
-"""Wiring: `create_app(settings)` builds the proxy's application (its profiles, metrics and
-redactor); `FrontDoor` is what the HTTP server calls for every request."""
+"""The front door: what the HTTP server calls for every request. It checks the request line
+and the client key, sends `/_proxy/` paths to the proxy's own endpoints and everything else to
+its profile's forwarder, turns the proxy's errors into answers in SP-API's shape, and writes the
+access line."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import cast
 
 from aiohttp import web
 
-from proxy.answers import Answer, error_answer
-from proxy.config.settings import DEFAULT_PROFILE, Settings
+from proxy.config.settings import DEFAULT_PROFILE
 from proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
@@ -24,102 +22,21 @@ from proxy.errors import (
     ProxyUnauthorized,
     RequestTooLarge,
 )
-from proxy.forward import Sleep, not_a_path
+from proxy.forward import not_a_path
 from proxy.headers import PROFILE_HEADER
-from proxy.listener import ProxyConnection
 from proxy.logging_setup import failure_frames, failure_summary, loggable, write_access_line
-from proxy.metrics import ProxyMetrics
-from proxy.operations import OperationIndex
-from proxy.profiles import ProfileRuntime, running_profile
-from proxy.redact import Redactor
+from proxy.profiles import ProfileRuntime
+from proxy.server.answers import Answer, error_answer
+from proxy.server.app import ProxyApp
+from proxy.server.endpoints import OPEN_ENDPOINTS, OWN_ENDPOINTS
+from proxy.server.listener import ProxyConnection
 
 logger = logging.getLogger(__name__)
 
-# Probes must work without the client key: container health checks can't hold a secret.
-OPEN_ENDPOINTS = frozenset({"/_proxy/health", "/_proxy/ready"})
 OWN_PREFIX = "/_proxy/"  # never forwarded
 CLIENT_KEY_HEADER = "x-spapi-proxy-key"
 UNEXPECTED = ProxyError("The proxy failed unexpectedly; its log has details.")
-READY_TIMEOUT_S = 5.0
 CLIENT_GONE = 499  # nginx's convention for a client that closed before the answer
-JSON = ("Content-Type", "application/json")
-
-
-class ProxyApp:
-    """The proxy's state: settings, metrics, the redactor, and each profile's runtime while the
-    app runs (`running()`, entered by the server around its whole life)."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        clock: Callable[[], float] = time.time,
-        redactor: Redactor | None = None,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.settings = settings
-        self.metrics = ProxyMetrics()
-        self.redactor = redactor or Redactor()
-        register_config_secrets(self.redactor, settings)
-        self._clock = clock
-        self._sleep = sleep
-        self._profiles: dict[str, ProfileRuntime] | None = None
-
-    @property
-    def profiles(self) -> dict[str, ProfileRuntime]:
-        if self._profiles is None:
-            raise RuntimeError("the app is not running")
-        return self._profiles
-
-    @property
-    def is_running(self) -> bool:
-        return self._profiles is not None
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Each profile's credentials, connection pool and forwarder, closed on the way out."""
-        operations = OperationIndex()
-        async with AsyncExitStack() as stack:
-            runtimes = {}
-            for name, profile in self.settings.all_profiles.items():
-                runtimes[name] = await stack.enter_async_context(
-                    running_profile(
-                        profile,
-                        self.settings,
-                        operations,
-                        self.metrics,
-                        self._clock,
-                        self.redactor,
-                        self._sleep,
-                    )
-                )
-            self._profiles = runtimes
-            try:
-                yield
-            finally:
-                self._profiles = None
-
-
-def create_app(
-    settings: Settings,
-    clock: Callable[[], float] = time.time,
-    redactor: Redactor | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> ProxyApp:
-    return ProxyApp(settings, clock, redactor, sleep)
-
-
-def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
-    secrets = [settings.listen.auth_token]
-    for profile in settings.all_profiles.values():
-        secrets += [profile.lwa.client_secret, profile.lwa.refresh_token]
-        if profile.aws is not None:
-            secrets += [profile.aws.secret_access_key, profile.aws.session_token]
-    for secret in secrets:
-        if secret:
-            redactor.add(secret.reveal(), configured=True)
-
-
-OwnEndpoint = Callable[[ProxyApp], Awaitable[Answer]]
 
 
 class FrontDoor:
@@ -135,15 +52,10 @@ class FrontDoor:
         self._redactor = app.redactor
         auth_token = app.settings.listen.auth_token
         self._client_key = auth_token.reveal().encode() if auth_token else None
-        self._own: dict[str, OwnEndpoint] = {
-            "/_proxy/health": health,
-            "/_proxy/ready": ready,
-            "/_proxy/metrics": metrics,
-        }
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         started = time.perf_counter()
-        # Every connection of the proxy's server is a ProxyConnection (proxy.listener).
+        # Every connection of the proxy's server is a ProxyConnection (proxy.server.listener).
         connection = cast(ProxyConnection, request.protocol)
         connection.request_began(request)
         try:
@@ -181,15 +93,13 @@ class FrontDoor:
                 response = error_response(UNEXPECTED)
             if connection.watchdog.draining:
                 response.force_close()  # the client learns from `Connection: close`
-            # Every answer is an Answer (stream_back's and the proxy's own).
-            request_id = cast(Answer, response).request_id
-            self._log_access(request, response.status, started, request_id)
+            self._log_access(request, response.status, started, response.request_id)
             return response
         finally:
             connection.request_ended()
 
     async def _own_endpoint(self, request: web.BaseRequest, path: str) -> Answer:
-        endpoint = self._own.get(path)
+        endpoint = OWN_ENDPOINTS.get(path)
         if endpoint is None:
             raise ProxyNotFound(
                 f"{path} is not one of the proxy's endpoints.",
@@ -271,25 +181,3 @@ def profile_for(profiles: dict[str, ProfileRuntime], name: str) -> ProfileRuntim
             f"Configured profiles: {', '.join(profiles)}.",
         )
     return runtime
-
-
-def json_answer(document: object, status: int = 200) -> Answer:
-    return Answer(status, None, [JSON], json.dumps(document).encode())
-
-
-async def health(app: ProxyApp) -> Answer:
-    return json_answer({"status": "ok"})
-
-
-async def ready(app: ProxyApp) -> Answer:
-    problems: list[str] = []
-    for runtime in app.profiles.values():
-        problems += await runtime.credentials.readiness(READY_TIMEOUT_S)
-    if problems:
-        return json_answer({"status": "not ready", "reasons": problems}, status=503)
-    return json_answer({"status": "ready"})
-
-
-async def metrics(app: ProxyApp) -> Answer:
-    content_type = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-    return Answer(200, None, [content_type], app.metrics.render())

@@ -2,7 +2,7 @@
 
 The CLI and the tests start the proxy through `start_server`, so tests exercise the same
 listener users run. Everything here is aiohttp's documented API: `web.Server` (our subclass in
-proxy.listener), `web.ServerRunner` and `web.TCPSite`.
+proxy.server.listener), `web.ServerRunner` and `web.TCPSite`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.app import FrontDoor, ProxyApp
-from proxy.listener import (
+from proxy.logging_setup import failure_frames, failure_summary, loggable
+from proxy.server.app import ProxyApp
+from proxy.server.front_door import FrontDoor
+from proxy.server.listener import (
     MAX_FIELD_BYTES,
     MAX_HEADERS,
     MAX_LINE_BYTES,
@@ -27,7 +29,6 @@ from proxy.listener import (
     Scrub,
     limits_from,
 )
-from proxy.logging_setup import failure_frames, failure_summary, loggable
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class LoopErrorReporter:
 
     "Out of system resource" on accept gets at most one line a second: asyncio reports each
     failed accept (EMFILE: no descriptor left) and retries a second later, once per pending
-    connection, which under a flood was thousands of tracebacks a second.
+    connection, which under a flood would be thousands of lines a second.
     """
 
     def __init__(self, scrub: Scrub) -> None:
@@ -158,7 +159,7 @@ def is_retry_for_a_closed_listener(context: dict[str, Any]) -> bool:
 
 
 # The objects built at start-up (settings, the operations table, imported modules) live as long
-# as the process; without a freeze every full collection walks them again, which stalled the
+# as the process; without a freeze every full collection walks them again, which stalls the
 # event loop ~16 ms at a time under load. A larger first-generation threshold makes collections
 # rarer; each request allocates little that survives.
 GC_THRESHOLDS = (20_000, 20, 100)

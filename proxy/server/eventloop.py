@@ -3,7 +3,7 @@
 Each request through the proxy crosses four idle gaps at low concurrency (client to proxy, proxy
 to SP-API, back, and back again). On the virtual machines sidecars run on, a core that goes idle
 and is woken again costs tens of microseconds and comes back with cold caches; at one connection
-that was a third of the latency the proxy added. Go's runtime, which the reference
+that is about a third of the latency the proxy adds. Go's runtime, which the reference
 signing proxy is written in, spins idle threads briefly before parking them for the same reason.
 
 With `listen.busy_poll_us` > 0 the selector polls without blocking for up to that long before it

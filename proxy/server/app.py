@@ -1,0 +1,91 @@
+"""The proxy's application: its settings, metrics and redactor, and each profile's runtime
+(credentials, connection pool, forwarder) for as long as the server runs. `create_app` builds
+it; the server enters `ProxyApp.running()` around its whole life."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from proxy.config.settings import Settings
+from proxy.forward import Sleep
+from proxy.metrics import ProxyMetrics
+from proxy.operations import OperationIndex
+from proxy.profiles import ProfileRuntime, running_profile
+from proxy.redact import Redactor
+
+
+class ProxyApp:
+    """The proxy's state: settings, metrics, the redactor, and each profile's runtime while the
+    app runs (`running()`, entered by the server around its whole life)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        redactor: Redactor | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.metrics = ProxyMetrics()
+        self.redactor = redactor or Redactor()
+        register_config_secrets(self.redactor, settings)
+        self._clock = clock
+        self._sleep = sleep
+        self._profiles: dict[str, ProfileRuntime] | None = None
+
+    @property
+    def profiles(self) -> dict[str, ProfileRuntime]:
+        if self._profiles is None:
+            raise RuntimeError("the app is not running")
+        return self._profiles
+
+    @property
+    def is_running(self) -> bool:
+        return self._profiles is not None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Each profile's credentials, connection pool and forwarder, closed on the way out."""
+        operations = OperationIndex()
+        async with AsyncExitStack() as stack:
+            runtimes = {}
+            for name, profile in self.settings.all_profiles.items():
+                runtimes[name] = await stack.enter_async_context(
+                    running_profile(
+                        profile,
+                        self.settings,
+                        operations,
+                        self.metrics,
+                        self._clock,
+                        self.redactor,
+                        self._sleep,
+                    )
+                )
+            self._profiles = runtimes
+            try:
+                yield
+            finally:
+                self._profiles = None
+
+
+def create_app(
+    settings: Settings,
+    clock: Callable[[], float] = time.time,
+    redactor: Redactor | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> ProxyApp:
+    return ProxyApp(settings, clock, redactor, sleep)
+
+
+def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
+    secrets = [settings.listen.auth_token]
+    for profile in settings.all_profiles.values():
+        secrets += [profile.lwa.client_secret, profile.lwa.refresh_token]
+        if profile.aws is not None:
+            secrets += [profile.aws.secret_access_key, profile.aws.session_token]
+    for secret in secrets:
+        if secret:
+            redactor.add(secret.reveal(), configured=True)

@@ -1,0 +1,47 @@
+"""The proxy's own endpoints under /_proxy/: health (liveness), ready (every profile's
+credentials can be had) and metrics (Prometheus text). The front door routes to them; each
+takes the app and gives an answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from proxy.server.answers import Answer
+from proxy.server.app import ProxyApp
+
+READY_TIMEOUT_S = 5.0
+JSON = ("Content-Type", "application/json")
+METRICS_TYPE = ("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+
+OwnEndpoint = Callable[[ProxyApp], Awaitable[Answer]]
+
+
+def json_answer(document: object, status: int = 200) -> Answer:
+    return Answer(status, None, [JSON], json.dumps(document).encode())
+
+
+async def health(app: ProxyApp) -> Answer:
+    return json_answer({"status": "ok"})
+
+
+async def ready(app: ProxyApp) -> Answer:
+    problems: list[str] = []
+    for runtime in app.profiles.values():
+        problems += await runtime.credentials.readiness(READY_TIMEOUT_S)
+    if problems:
+        return json_answer({"status": "not ready", "reasons": problems}, status=503)
+    return json_answer({"status": "ready"})
+
+
+async def metrics(app: ProxyApp) -> Answer:
+    return Answer(200, None, [METRICS_TYPE], app.metrics.render())
+
+
+OWN_ENDPOINTS: dict[str, OwnEndpoint] = {
+    "/_proxy/health": health,
+    "/_proxy/ready": ready,
+    "/_proxy/metrics": metrics,
+}
+# Probes must work without the client key: container health checks can't hold a secret.
+OPEN_ENDPOINTS = frozenset({"/_proxy/health", "/_proxy/ready"})

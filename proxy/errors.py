@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import math
 
+from proxy.http.errors import UpstreamHttpError, UpstreamProtocolError, UpstreamTimeoutError
+
 
 class ProxyError(Exception):
     status: int = 500
@@ -96,6 +98,25 @@ class UpstreamUnreachable(ProxyError):
 
 class UpstreamTimeout(ProxyError):
     status, code = 504, "UpstreamTimeout"
+
+
+def upstream_failure(error: UpstreamHttpError, base_url: str, timeout_s: float) -> ProxyError:
+    """What the client is told when the connection pool could not get SP-API's answer."""
+    if isinstance(error, UpstreamTimeoutError):
+        return UpstreamTimeout(
+            f"SP-API did not answer within {timeout_s:g} s (upstream.timeout_s).",
+            "Retry later, or raise upstream.timeout_s for slow operations such as reports.",
+        )
+    if isinstance(error, UpstreamProtocolError):
+        return UpstreamUnreachable(
+            f"The answer of SP-API at {base_url} could not be read: it {error.what}.",
+            "Retry the request; if it keeps happening, check what sits between the proxy "
+            "and the upstream (upstream.endpoint, a middlebox).",
+        )
+    return UpstreamUnreachable(
+        f"Could not connect to SP-API at {base_url}: {error.what}.",
+        "Check network access to the upstream (upstream.region, upstream.endpoint).",
+    )
 
 
 class SharedStateUnavailable(ProxyError):

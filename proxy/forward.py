@@ -40,7 +40,8 @@ from proxy.operations import Operation, OperationIndex
 from proxy.query import encode_query
 from proxy.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
 from proxy.server.answers import BODYLESS_STATUSES, Answer
-from proxy.upstream import OutgoingRequest, Upstream
+from proxy.signing import OutgoingRequest
+from proxy.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

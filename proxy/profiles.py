@@ -10,11 +10,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from proxy.config.settings import Profile, Settings
 from proxy.credentials.grants import AccessTokens
+from proxy.credentials.rdt import RdtSource
 from proxy.credentials.store import CredentialStore
 from proxy.forward import Forwarder, Sleep
 from proxy.http import UpstreamPool
@@ -22,6 +24,7 @@ from proxy.metrics import ProxyMetrics
 from proxy.operations import OperationIndex
 from proxy.ratelimit import RateLimiter
 from proxy.redact import Redactor
+from proxy.signing import RequestSigner
 from proxy.upstream import Upstream
 
 # Idle upstream connections are closed after this long, aiohttp's keep-alive default: well
@@ -51,9 +54,11 @@ async def running_profile(
         credentials = CredentialStore(
             profile, session, clock, on_refresh=metrics.count_refresh, redactor=redactor
         )
-        upstream = Upstream(profile, pool, credentials, metrics, clock)
+        signer = request_signer(profile, clock)
+        upstream = Upstream(profile, pool, signer, metrics)
+        rdts = RdtSource(profile, credentials, pool, signer, clock)
         access = AccessTokens(
-            credentials, upstream.fetch_rdt, settings.rdt.enabled, settings.rdt.max_cached, clock
+            credentials, rdts, settings.rdt.enabled, settings.rdt.max_cached, clock
         )
         forwarder = Forwarder(
             upstream,
@@ -65,6 +70,14 @@ async def running_profile(
             sleep,
         )
         yield ProfileRuntime(profile, credentials, access, forwarder)
+
+
+def request_signer(profile: Profile, clock: Callable[[], float]) -> RequestSigner:
+    upstream = profile.upstream
+    region = upstream.signing_region if profile.aws is not None else None
+    return RequestSigner(
+        urlsplit(upstream.base_url).netloc, profile.lwa.token_headers, region, clock
+    )
 
 
 def rate_limiter(

@@ -1,8 +1,8 @@
 """SigV4 signing for SP-API (`execute-api`): request parts + frozen credentials → Authorization.
 
 Pure computation, no I/O and no logger: the canonical request holds token values, so nothing
-here may ever print it (botocore's DEBUG log does, FACTS.md §10). The only state is a small
-cache of derived signing keys, which change once a day per secret key.
+here may ever print it (botocore's DEBUG log does, docs/sp-api-facts.md §10). The only state is
+a small cache of derived signing keys, which change once a day per secret key.
 
 Hand-written rather than botocore's SigV4Auth (~60 µs a request, most of it in AWSRequest and
 HTTPHeaders plumbing); the result is byte-for-byte botocore's, which the tests check
@@ -21,8 +21,8 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, NamedTuple
 from urllib.parse import quote
 
 from proxy.credentials.types import AwsCredentials
@@ -47,6 +47,64 @@ def amz_date(now: float) -> str:
 def _amz_date_of_second(second: int) -> str:
     # Every request in the same second shares one strftime.
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+
+
+class OutgoingRequest(NamedTuple):
+    """What goes upstream, fixed once per client request (a replay reuses it as is)."""
+
+    method: str
+    raw_path: str
+    query: str
+    body: bytes | None
+    headers: tuple[tuple[str, str], ...]  # the client's, less the ones the proxy owns
+
+
+class RequestSigner:
+    """The headers the proxy owns on every request to SP-API: Host, the access token in each
+    header that carries it, and, given AWS credentials, the SigV4 date, session token and
+    signature. Shared by forwarded requests and the proxy's own RDT fetches."""
+
+    __slots__ = ("_clock", "_host", "_sigv4", "_token_headers")
+
+    def __init__(
+        self,
+        host: str,
+        token_headers: Iterable[str],
+        region: str | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._host = host
+        self._token_headers = tuple(token_headers)
+        self._sigv4 = None if region is None else SigV4Signer(region)
+        self._clock = clock
+
+    def headers(
+        self, outgoing: OutgoingRequest, token: Secret, aws: AwsCredentials | None
+    ) -> list[tuple[str, str]]:
+        """All of the request's headers, the client's first, ready to send."""
+        owned: dict[str, str] = {"host": self._host}
+        for name in self._token_headers:
+            owned[name] = token.reveal()
+        if self._sigv4 is not None and aws is not None:
+            owned["x-amz-date"] = amz_date(self._clock())
+            if aws.session_token:
+                owned["x-amz-security-token"] = aws.session_token.reveal()
+            body = outgoing.body or b""
+            payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+            owned["authorization"] = self._sigv4.authorization(
+                method=outgoing.method,
+                raw_path=outgoing.raw_path,
+                query=outgoing.query,
+                headers=owned,
+                payload_sha256=payload_hash,
+                credentials=aws,
+                amz_date=owned["x-amz-date"],
+            )
+        # The client's copies of these were dropped when the request was prepared.
+        headers = [*outgoing.headers, *owned.items()]
+        if outgoing.body is not None:
+            headers.append(("Content-Length", str(len(outgoing.body))))
+        return headers
 
 
 class SigV4Signer:

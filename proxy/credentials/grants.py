@@ -1,14 +1,16 @@
 """Which token a request goes upstream with: the seller's LWA token, a grantless token, a
-restricted data token (RDT) the proxy fetched, or an RDT the client brought (FACTS.md §4, §6)."""
+restricted data token (RDT) the proxy fetched, or an RDT the client brought
+(docs/sp-api-facts.md §4, §6); and the snapshot of everything one attempt is sent with."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import NamedTuple
 
 from cachetools import LRUCache
 
+from proxy.credentials.rdt import RdtSource
 from proxy.credentials.refreshable import Expiring, Refreshable
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
@@ -20,7 +22,6 @@ from proxy.secret import Secret
 LWA, GRANTLESS, RDT, CLIENT_RDT = "lwa", "grantless", "rdt", "client-rdt"
 
 RdtKey = tuple[str, str, tuple[str, ...]]  # method, path, data elements
-RdtFetch = Callable[[str, str, tuple[str, ...]], Awaitable[Expiring[Secret]]]
 
 
 # NamedTuples rather than frozen dataclasses: made on every request, and a frozen dataclass's
@@ -50,13 +51,13 @@ class AccessTokens:
     def __init__(
         self,
         credentials: CredentialStore,
-        fetch_rdt: RdtFetch,
+        rdt_source: RdtSource,
         rdt_enabled: bool,
         max_cached_rdts: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._credentials = credentials
-        self._fetch_rdt = fetch_rdt
+        self._rdt_source = rdt_source
         self._rdt_enabled = rdt_enabled
         self._clock = clock
         # One cached RDT per (method, path, data elements): bounded, so a million order ids
@@ -98,7 +99,7 @@ class AccessTokens:
             method, path, elements = key
 
             async def fetch() -> Expiring[Secret]:
-                return await self._fetch_rdt(method, path, elements)
+                return await self._rdt_source.fetch(method, path, elements)
 
             cached = self._rdts[key] = Refreshable("rdt", fetch, self._clock)
         return await cached.get()

@@ -1,4 +1,4 @@
-"""Which headers cross the proxy, in each direction (PRODUCT.md "What the proxy does")."""
+"""Which headers cross the proxy, in each direction (README "What happens to a request")."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def kept_headers(headers: CIMultiDictProxy[str], dropped: frozenset[str]) -> lis
 def combined_user_agent(client_agent: str | None, proxy_agent: str) -> str:
     """Keep the client's product token (Amazon asks apps to name themselves) and add ours.
 
-    Amazon caps User-Agent at 500 characters (FACTS.md §8).
+    Amazon caps User-Agent at 500 characters (docs/sp-api-facts.md §8).
     """
     if not client_agent:
         return proxy_agent[:500]

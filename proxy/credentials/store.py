@@ -36,7 +36,8 @@ class CredentialStore:
         # reaches an error body.
         self.redactor = redactor or Redactor()
         self.lwa = self._lwa_refreshable(scope=None)
-        # Grantless tokens, one per scope; only two scopes exist (FACTS.md §4).
+        # Grantless tokens, one per scope; only two scopes exist
+        # (docs/sp-api-facts.md §4).
         self._grantless: dict[str, Refreshable[Secret]] = {}
         self.aws: Refreshable[AwsCredentials] | None = None
         if profile.aws is not None:

@@ -1,5 +1,6 @@
-"""Forwarding one client request: prepare it, pick its token, respect its quota, send it, and
-stream the answer back (replaying once when SP-API rejects the token)."""
+"""Forwarding one client request: prepare it, wait for its quota, take one snapshot of what it
+is sent with (token, AWS credentials), have it signed and sent, and stream SP-API's reply back
+(replaying once, with a new snapshot, when SP-API rejects the token)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class Forwarder:
         Returns what the request was sent with, SP-API's reply, and the part of its body
         already read.
         """
-        bucket = quota_key(op)
+        bucket = None if self._limiter is None else quota_key(op)
         sent, reply = await self._send_within_quota(outgoing, op, bucket, wanted)
         if reply.status not in (401, 403):
             return sent, reply, b""

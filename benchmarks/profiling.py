@@ -30,13 +30,27 @@ EVENT_LOOP = "event loop (select, recv, task steps, callbacks)"
 DISPATCH = ("Handle._run", "BaseEventLoop._run_once", "BaseEventLoop.run_forever")
 # (part, path fragments), tried in order against a frame's file name.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("signing (proxy/signing.py, botocore)", ("proxy/signing.py", "botocore/")),
-    ("access log + redaction", ("logging/", "proxy/redact", "proxy/logging_setup")),
-    ("metrics (prometheus_client, proxy/metrics.py)", ("prometheus_client/", "proxy/metrics.py")),
-    ("rate limiting (proxy/ratelimit.py)", ("proxy/ratelimit.py",)),
+    (
+        "signing (proxy/forwarding/signing.py, botocore)",
+        ("proxy/forwarding/signing.py", "botocore/"),
+    ),
+    (
+        "access log + redaction",
+        ("logging/", "proxy/observability/redact", "proxy/observability/logging_setup"),
+    ),
+    (
+        "metrics (prometheus_client, proxy/observability/metrics.py)",
+        ("prometheus_client/", "proxy/observability/metrics.py"),
+    ),
+    ("rate limiting (proxy/forwarding/ratelimit.py)", ("proxy/forwarding/ratelimit.py",)),
     (
         "proxy forward/upstream/headers/query",
-        ("proxy/forward.py", "proxy/upstream.py", "proxy/headers.py", "proxy/query.py"),
+        (
+            "proxy/forwarding/forward.py",
+            "proxy/forwarding/upstream.py",
+            "proxy/forwarding/headers.py",
+            "proxy/forwarding/query.py",
+        ),
     ),
     ("proxy app/middleware/credentials", ("proxy/",)),
     ("aiohttp client", ("aiohttp/client", "aiohttp/connector.py", "aiohttp/tracing.py")),

@@ -16,9 +16,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from proxy.credentials.types import AwsCredentials
-from proxy.query import encode_query
+from proxy.forwarding.query import encode_query
+from proxy.forwarding.signing import SigV4Signer, amz_date
 from proxy.secret import Secret
-from proxy.signing import SigV4Signer, amz_date
 
 ITERATIONS = 20_000
 HOST = "sellingpartnerapi-na.amazon.com"

@@ -15,8 +15,8 @@ from proxy.config.errors import ConfigError
 from proxy.config.load import load_settings
 from proxy.config.render import file_mode_warning, render_masked
 from proxy.config.settings import Settings
-from proxy.logging_setup import configure_logging
-from proxy.redact import Redactor
+from proxy.observability.logging_setup import configure_logging
+from proxy.observability.redact import Redactor
 from proxy.server import eventloop
 
 logger = logging.getLogger(__name__)

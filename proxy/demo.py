@@ -28,7 +28,7 @@ from proxy.config.settings import (
     UpstreamSettings,
 )
 from proxy.emulator import EMULATOR_STATE, EmulatorConfig, create_emulator_app
-from proxy.redact import Redactor
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 from proxy.server.app import create_app
 from proxy.server.run import start_server

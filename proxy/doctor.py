@@ -34,11 +34,11 @@ from proxy.config.load import load_settings
 from proxy.config.settings import DEFAULT_PROFILE, Profile, Settings
 from proxy.credentials.lwa import LWA_HINTS, LwaTokenSource
 from proxy.credentials.sts import CHAIN_REREAD_S, AwsCredentialSource
-from proxy.diagnosis import BODY_HEAD_BYTES, HINT_HEADER, LWA, Exchange, hint_for
 from proxy.errors import CredentialError, LwaRejected
-from proxy.headers import PROFILE_HEADER
+from proxy.forwarding.diagnosis import BODY_HEAD_BYTES, HINT_HEADER, LWA, Exchange, hint_for
+from proxy.forwarding.headers import PROFILE_HEADER
+from proxy.observability.redact import Redactor
 from proxy.profiles import lwa_session
-from proxy.redact import Redactor
 from proxy.server.app import create_app, register_config_secrets
 from proxy.server.run import RunningServer, start_server
 

@@ -18,14 +18,14 @@ from proxy.config.settings import Profile, Settings
 from proxy.credentials.grants import AccessTokens
 from proxy.credentials.rdt import RdtSource
 from proxy.credentials.store import CredentialStore
-from proxy.forward import Forwarder, Sleep
+from proxy.forwarding.forward import Forwarder, Sleep
+from proxy.forwarding.operations import OperationIndex
+from proxy.forwarding.ratelimit import RateLimiter
+from proxy.forwarding.signing import RequestSigner
+from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamPool
-from proxy.metrics import ProxyMetrics
-from proxy.operations import OperationIndex
-from proxy.ratelimit import RateLimiter
-from proxy.redact import Redactor
-from proxy.signing import RequestSigner
-from proxy.upstream import Upstream
+from proxy.observability.metrics import ProxyMetrics
+from proxy.observability.redact import Redactor
 
 # Idle upstream connections are closed after this long, aiohttp's keep-alive default: well
 # under the usual server-side idle timeouts (60 s and more), so the server rarely wins the race.

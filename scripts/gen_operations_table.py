@@ -1,4 +1,4 @@
-"""Generates proxy/operations_table.py: every SP-API operation and its default usage plan.
+"""Generates proxy/forwarding/operations_table.py: every SP-API operation and its usage plan.
 
 Usage: python scripts/gen_operations_table.py [MODELS_DIR] [--output FILE] [--check]
 
@@ -23,7 +23,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = os.environ.get("SPAPI_MODELS_DIR")
-DEFAULT_OUTPUT = REPO_ROOT / "proxy" / "operations_table.py"
+DEFAULT_OUTPUT = REPO_ROOT / "proxy" / "forwarding" / "operations_table.py"
 LINE_LENGTH = 100  # pyproject's [tool.ruff] line-length
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 _NUMBER = re.compile(r"\d*\.?\d+")

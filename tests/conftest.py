@@ -20,7 +20,7 @@ from proxy.config.settings import (
 )
 from proxy.emulator import EMULATOR_STATE, EmulatorConfig, EmulatorState, create_emulator_app
 from proxy.emulator.sigv4 import KeyMaterial
-from proxy.logging_setup import pin_noisy_loggers
+from proxy.observability.logging_setup import pin_noisy_loggers
 from proxy.secret import Secret
 from proxy.server.app import create_app
 from proxy.server.run import RunningServer, start_server

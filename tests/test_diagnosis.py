@@ -9,10 +9,10 @@ import zlib
 
 import pytest
 
-from proxy import diagnosis
-from proxy.diagnosis import Exchange, client_token_header_of, hint_for
 from proxy.emulator import auth as emulator_auth
 from proxy.emulator.responses import FRONT_DOOR_400_HTML
+from proxy.forwarding import diagnosis
+from proxy.forwarding.diagnosis import Exchange, client_token_header_of, hint_for
 
 TOKEN = "Atza|IwEBIDoctorTestTokenNeverToBeEchoed"  # a fake token to look for
 

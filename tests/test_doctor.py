@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.config.settings import Profile, Settings, UpstreamSettings
-from proxy.diagnosis import APP_NOT_AUTHORIZED, HINT_HEADER
 from proxy.doctor import (
     PROBE_PATH,
     Check,
@@ -27,7 +26,8 @@ from proxy.doctor import (
 )
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.emulator.responses import FRONT_DOOR_400_HTML
-from proxy.redact import Redactor
+from proxy.forwarding.diagnosis import APP_NOT_AUTHORIZED, HINT_HEADER
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 from tests.conftest import (
     ServerFactory,

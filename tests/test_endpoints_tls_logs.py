@@ -13,7 +13,7 @@ import trustme
 from aiohttp.test_utils import TestServer
 
 from proxy.emulator import EmulatorConfig, create_emulator_app
-from proxy.logging_setup import pin_noisy_loggers
+from proxy.observability.logging_setup import pin_noisy_loggers
 from proxy.secret import Secret
 from proxy.server.run import RunningServer
 from tests.conftest import (

@@ -17,8 +17,8 @@ from proxy.fleet.keys import FleetKeys
 from proxy.fleet.limiter import FleetLimiter, parse_rate, plan_of
 from proxy.fleet.store import OnError, SharedState
 from proxy.fleet.tokens import SharedTokens, TokenCipher
-from proxy.operations import Operation, OperationIndex
-from proxy.ratelimit import RateLimiter
+from proxy.forwarding.operations import Operation, OperationIndex
+from proxy.forwarding.ratelimit import RateLimiter
 from proxy.secret import Secret
 from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
 

@@ -9,9 +9,9 @@ import re
 import select
 import time
 
-from proxy.logging_setup import ACCESS_LOGGER, LogFormatter, fast_access_writer
-from proxy.logsink import FLUSH_INTERVAL_S, BatchedStreamHandler
-from proxy.redact import RedactingFilter, Redactor
+from proxy.observability.logging_setup import ACCESS_LOGGER, LogFormatter, fast_access_writer
+from proxy.observability.logsink import FLUSH_INTERVAL_S, BatchedStreamHandler
+from proxy.observability.redact import RedactingFilter, Redactor
 
 
 def readable_within(fd: int, seconds: float) -> bytes:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.metrics import LATENCY_BUCKETS, ProxyMetrics
+from proxy.observability.metrics import LATENCY_BUCKETS, ProxyMetrics
 
 
 def sample(text: str, name: str) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from proxy.emulator import policy
-from proxy.operations import (
+from proxy.forwarding.operations import (
     DATA_ELEMENTS,
     GRANTLESS,
     NOTIFICATIONS_SCOPE,
@@ -19,7 +19,7 @@ from proxy.operations import (
     Operation,
     OperationIndex,
 )
-from proxy.operations_table import TABLE, Row
+from proxy.forwarding.operations_table import TABLE, Row
 from tests.support.models import MODELS, requires_models
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.query import _ALREADY_CANONICAL, _reencode, encode_query
+from proxy.forwarding.query import _ALREADY_CANONICAL, _reencode, encode_query
 
 _OUTPUT_CHARS = re.compile(r"[A-Za-z0-9\-._~%=&]*")
 

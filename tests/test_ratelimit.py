@@ -8,9 +8,9 @@ import pytest
 
 from proxy.config.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from proxy.errors import QuotaExceeded
-from proxy.operations import Operation, OperationIndex
+from proxy.forwarding.operations import Operation, OperationIndex
+from proxy.forwarding.ratelimit import SLOWEST_REFILL_S, RateLimiter, TokenBucket, backoff_delay
 from proxy.profiles import rate_limiter
-from proxy.ratelimit import SLOWEST_REFILL_S, RateLimiter, TokenBucket, backoff_delay
 from proxy.secret import Secret
 from tests.support.clock import FakeClock
 

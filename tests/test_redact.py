@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from proxy.redact import MASK, RedactingFilter, Redactor
+from proxy.observability.redact import MASK, RedactingFilter, Redactor
 
 
 def test_configured_secrets_outlive_any_number_of_fetched_ones() -> None:

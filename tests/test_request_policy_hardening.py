@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from proxy import diagnosis
 from proxy.config.settings import RateLimitSettings, RdtSettings, Settings
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.emulator.auth import DENIED, EXPIRED
+from proxy.forwarding import diagnosis
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
     ServerFactory,

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from proxy.config.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from proxy.emulator import EmulatorConfig
-from proxy.redact import Redactor
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 from proxy.server.app import create_app
 from proxy.server.listener import default_max_connections

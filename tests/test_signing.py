@@ -14,9 +14,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from proxy.credentials.types import AwsCredentials
-from proxy.query import encode_query
-from proxy.secret import Secret
-from proxy.signing import (
+from proxy.forwarding.query import encode_query
+from proxy.forwarding.signing import (
     _KEY_CACHE_SIZE,
     EMPTY_SHA256,
     SigV4Signer,
@@ -25,6 +24,7 @@ from proxy.signing import (
     _remove_dot_segments,
     amz_date,
 )
+from proxy.secret import Secret
 
 HOST = "sellingpartnerapi-na.amazon.com"
 CREDENTIALS = AwsCredentials("AKIDEXAMPLE", Secret("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"))

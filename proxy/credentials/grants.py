@@ -14,8 +14,13 @@ from proxy.credentials.rdt import RdtSource
 from proxy.credentials.refreshable import Expiring, Refreshable
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
-from proxy.headers import ACCESS_TOKEN_HEADER, CLIENT_RDT_HEADER, DATA_ELEMENTS_HEADER, RDT_PREFIX
-from proxy.operations import Operation
+from proxy.forwarding.headers import (
+    ACCESS_TOKEN_HEADER,
+    CLIENT_RDT_HEADER,
+    DATA_ELEMENTS_HEADER,
+    RDT_PREFIX,
+)
+from proxy.forwarding.operations import Operation
 from proxy.secret import Secret
 
 # Kinds of token, as the diagnosis and the logs name them.

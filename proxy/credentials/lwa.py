@@ -18,9 +18,9 @@ from proxy.credentials.answers import (
     read_capped,
 )
 from proxy.credentials.refreshable import Expiring
+from proxy.credentials.retry import Retryable, with_retries
 from proxy.errors import LwaRejected, LwaUnavailable
-from proxy.redact import Redactor
-from proxy.retry import Retryable, with_retries
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 
 logger = logging.getLogger(__name__)

@@ -21,10 +21,10 @@ from proxy.credentials.answers import (
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.store import CredentialStore
 from proxy.errors import RdtRejected, UpstreamUnreachable, upstream_failure
+from proxy.forwarding.signing import OutgoingRequest, RequestSigner
 from proxy.http import UpstreamHttpError, UpstreamPool, UpstreamResponse
-from proxy.redact import Redactor
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
-from proxy.signing import OutgoingRequest, RequestSigner
 
 RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
 

@@ -14,7 +14,7 @@ from proxy.credentials.refreshable import Refreshable
 from proxy.credentials.sts import AwsCredentialSource
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError
-from proxy.redact import Redactor
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 
 

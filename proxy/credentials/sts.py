@@ -29,7 +29,7 @@ from proxy.credentials.answers import AnswerRefused, decoded, is_header_safe, li
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError, StsRejected, StsUnavailable
-from proxy.redact import Redactor
+from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 
 if TYPE_CHECKING:

@@ -60,7 +60,7 @@ return {1, math.ceil(wait * 1000000)}
 """
 
 TAKE, RATE, THROTTLED = "take", "rate", "throttled"
-# Waits this short are the float sums' rounding, not throttling (as in proxy.ratelimit).
+# Waits this short are the float sums' rounding, not throttling (as in proxy.forwarding.ratelimit).
 _ROUNDING_S = 2e-6
 # Each process tells Redis a learned rate once per value and then again after this long, so a
 # rate lost with a flushed or expired key comes back without a restart.

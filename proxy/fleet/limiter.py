@@ -15,8 +15,8 @@ from collections.abc import Hashable
 from proxy.fleet.buckets import SharedBuckets
 from proxy.fleet.keys import FleetKeys
 from proxy.fleet.store import OnError, SharedState, SharedStateDown
-from proxy.operations import Operation
-from proxy.ratelimit import (
+from proxy.forwarding.operations import Operation
+from proxy.forwarding.ratelimit import (
     MAX_LIMIT_PER_S,
     MIN_LIMIT_PER_S,
     SANDBOX_BURST,

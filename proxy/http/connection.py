@@ -540,9 +540,9 @@ class UpstreamResponse:
     """An answer: status, reason and headers at once, the body as it arrives.
 
     `content` is the response itself (`iter_any()`, `read(n)`, `readexactly(n)`, `at_eof()`),
-    the surface `proxy/forward.py` uses. `release()` must be called when done: it returns the
-    connection to the pool if the body was received whole and keep-alive holds, else closes it.
-    If the task reading the body is cancelled, the connection is closed at once.
+    the surface `proxy/forwarding/forward.py` uses. `release()` must be called when done: it
+    returns the connection to the pool if the body was received whole and keep-alive holds, else
+    closes it. If the task reading the body is cancelled, the connection is closed at once.
     """
 
     __slots__ = ("_conn", "headers", "reason", "status")

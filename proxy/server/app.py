@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from proxy.config.settings import Settings
-from proxy.forward import Sleep
-from proxy.metrics import ProxyMetrics
-from proxy.operations import OperationIndex
+from proxy.forwarding.forward import Sleep
+from proxy.forwarding.operations import OperationIndex
+from proxy.observability.metrics import ProxyMetrics
+from proxy.observability.redact import Redactor
 from proxy.profiles import ProfileRuntime, running_profile
-from proxy.redact import Redactor
 
 
 class ProxyApp:

@@ -22,9 +22,14 @@ from proxy.errors import (
     ProxyUnauthorized,
     RequestTooLarge,
 )
-from proxy.forward import not_a_path
-from proxy.headers import PROFILE_HEADER
-from proxy.logging_setup import failure_frames, failure_summary, loggable, write_access_line
+from proxy.forwarding.forward import not_a_path
+from proxy.forwarding.headers import PROFILE_HEADER
+from proxy.observability.logging_setup import (
+    failure_frames,
+    failure_summary,
+    loggable,
+    write_access_line,
+)
 from proxy.profiles import ProfileRuntime
 from proxy.server.answers import Answer, error_answer
 from proxy.server.app import ProxyApp

@@ -30,7 +30,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from proxy.config.settings import Settings
-from proxy.logging_setup import failure_frames, failure_summary
+from proxy.observability.logging_setup import failure_frames, failure_summary
 from proxy.server.answers import error_answer
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class ProxyConnection(web.RequestHandler):
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """aiohttp's report of a failure outside the front door (writing an answer, say): one
-        line, as proxy.logging_setup.failure_summary puts it, never a traceback."""
+        line, as proxy.observability.logging_setup.failure_summary puts it, never a traceback."""
         error = kw.get("exc_info")
         if isinstance(error, BaseException):
             logger.error(

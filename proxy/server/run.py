@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.logging_setup import failure_frames, failure_summary, loggable
+from proxy.observability.logging_setup import failure_frames, failure_summary, loggable
 from proxy.server.app import ProxyApp
 from proxy.server.front_door import FrontDoor
 from proxy.server.listener import (
@@ -109,7 +109,8 @@ def install_loop_error_reporter(loop: asyncio.AbstractEventLoop, scrub: Scrub) -
 class LoopErrorReporter:
     """The event loop's exception handler: what asyncio reports (a callback or task that failed,
     an accept that failed) as one line, the exception as its class, where it was raised and its
-    message through `scrub`, never a traceback (see proxy.logging_setup.failure_summary).
+    message through `scrub`, never a traceback (proxy.observability.logging_setup's
+    failure_summary).
 
     "Out of system resource" on accept gets at most one line a second: asyncio reports each
     failed accept (EMFILE: no descriptor left) and retries a second later, once per pending

@@ -9,8 +9,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from proxy.logsink import BatchedStreamHandler
-from proxy.redact import RedactingFilter, Redactor
+from proxy.observability.logsink import BatchedStreamHandler
+from proxy.observability.redact import RedactingFilter, Redactor
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # botocore at DEBUG prints canonical requests and STS answers, which hold token values: keep

@@ -1,10 +1,10 @@
 """Which SP-API operation a request is, and what it needs: an RDT, a grantless scope, a rate.
 
-The facts come from two places. The generated :mod:`proxy.operations_table` (from Amazon's
-models) gives every operation's method, path template and default usage plan. The hand-written
-tables below (docs/sp-api-facts.md §4 and §6) say which operations need a restricted data token
-(RDT) and which take a grantless ``client_credentials`` token; they are keyed by method and path
-template because operation ids repeat across APIs (``getShipment`` is Merchant Fulfillment,
+The facts come from two places. The generated :mod:`proxy.forwarding.operations_table` (from
+Amazon's models) gives every operation's method, path template and default usage plan. The
+hand-written tables below (docs/sp-api-facts.md §4 and §6) say which operations need a restricted
+data token (RDT) and which take a grantless ``client_credentials`` token; they are keyed by method
+and path template because operation ids repeat across APIs (``getShipment`` is Merchant Fulfillment,
 which is restricted, and also Fulfillment Inbound and External Fulfillment, which are not).
 
 RDT needs come in two strengths:
@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from proxy.operations_table import TABLE, Row
+from proxy.forwarding.operations_table import TABLE, Row
 
 NOTIFICATIONS_SCOPE = "sellingpartnerapi::notifications"
 ROTATION_SCOPE = "sellingpartnerapi::client_credential:rotation"

@@ -14,7 +14,14 @@ from aiohttp import HttpVersion11, web
 
 from proxy.config.settings import RateLimitSettings
 from proxy.credentials.grants import AccessTokens, Snapshot, Wanted, wanted_from
-from proxy.diagnosis import (
+from proxy.errors import (
+    InvalidRequest,
+    QuotaExceeded,
+    RequestTooLarge,
+    UnsupportedExpectation,
+    UpstreamUnreachable,
+)
+from proxy.forwarding.diagnosis import (
     BODY_HEAD_BYTES,
     DIAGNOSED_STATUSES,
     HINT_HEADER,
@@ -23,26 +30,19 @@ from proxy.diagnosis import (
     decoded_head,
     hint_for,
 )
-from proxy.errors import (
-    InvalidRequest,
-    QuotaExceeded,
-    RequestTooLarge,
-    UnsupportedExpectation,
-    UpstreamUnreachable,
-)
-from proxy.headers import (
+from proxy.forwarding.headers import (
     DROPPED_FROM_RESPONSE,
     combined_user_agent,
     request_headers_to_forward,
     response_headers_to_return,
 )
+from proxy.forwarding.operations import Operation, OperationIndex
+from proxy.forwarding.query import encode_query
+from proxy.forwarding.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
+from proxy.forwarding.signing import OutgoingRequest
+from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamHttpError, UpstreamResponse
-from proxy.operations import Operation, OperationIndex
-from proxy.query import encode_query
-from proxy.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
 from proxy.server.answers import BODYLESS_STATUSES, Answer
-from proxy.signing import OutgoingRequest
-from proxy.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

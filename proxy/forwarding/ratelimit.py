@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable
 
 from cachetools import LRUCache
 
-from proxy.operations import Operation
+from proxy.forwarding.operations import Operation
 
 SANDBOX_RATE_PER_S = 5.0  # the sandbox throttles every operation alike (docs/sp-api-facts.md §7)
 SANDBOX_BURST = 15

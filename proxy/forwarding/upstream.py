@@ -7,9 +7,9 @@ import time
 from proxy.config.settings import Profile
 from proxy.credentials.grants import Snapshot
 from proxy.errors import upstream_failure
+from proxy.forwarding.signing import OutgoingRequest, RequestSigner
 from proxy.http import UpstreamHttpError, UpstreamPool, UpstreamResponse
-from proxy.metrics import ProxyMetrics
-from proxy.signing import OutgoingRequest, RequestSigner
+from proxy.observability.metrics import ProxyMetrics
 
 
 class Upstream:

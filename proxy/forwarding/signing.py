@@ -8,7 +8,7 @@ Hand-written rather than botocore's SigV4Auth (~60 µs a request, most of it in 
 HTTPHeaders plumbing); the result is byte-for-byte botocore's, which the tests check
 differentially. Canonical forms follow botocore for non-S3 services:
 - URI: `quote(remove_dot_segments(raw_path), safe="/~")`, so `/MY%20SKU` signs as `/MY%2520SKU`;
-- query: the already-encoded string from `proxy.query.encode_query`, pairs sorted by
+- query: the already-encoded string from `proxy.forwarding.query.encode_query`, pairs sorted by
   (key, value), `k` canonicalised as `k=`;
 - headers: exactly those passed, names lowercased, values trimmed with inner whitespace runs
   collapsed to one space.

@@ -31,8 +31,8 @@ DISPATCH = ("Handle._run", "BaseEventLoop._run_once", "BaseEventLoop.run_forever
 # (part, path fragments), tried in order against a frame's file name.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        "signing (proxy/forwarding/signing.py, botocore)",
-        ("proxy/forwarding/signing.py", "botocore/"),
+        "signing (proxy/credentials/signing.py, botocore)",
+        ("proxy/credentials/signing.py", "botocore/"),
     ),
     (
         "access log + redaction",

@@ -15,9 +15,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from proxy.credentials.signing import SigV4Signer, amz_date
 from proxy.credentials.types import AwsCredentials
 from proxy.forwarding.query import encode_query
-from proxy.forwarding.signing import SigV4Signer, amz_date
 from proxy.secret import Secret
 
 ITERATIONS = 20_000

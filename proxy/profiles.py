@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from proxy.config.settings import Profile, Settings
-from proxy.credentials.grants import AccessTokens
 from proxy.credentials.rdt import RdtSource
+from proxy.credentials.signing import RequestSigner
 from proxy.credentials.store import CredentialStore
 from proxy.forwarding.forward import Forwarder, Sleep
 from proxy.forwarding.operations import OperationIndex
 from proxy.forwarding.ratelimit import RateLimiter
-from proxy.forwarding.signing import RequestSigner
+from proxy.forwarding.tokens import AccessTokens
 from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamPool
 from proxy.observability.metrics import ProxyMetrics

@@ -13,9 +13,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from proxy.credentials.types import AwsCredentials
-from proxy.forwarding.query import encode_query
-from proxy.forwarding.signing import (
+from proxy.credentials.signing import (
     _KEY_CACHE_SIZE,
     EMPTY_SHA256,
     SigV4Signer,
@@ -24,6 +22,8 @@ from proxy.forwarding.signing import (
     _remove_dot_segments,
     amz_date,
 )
+from proxy.credentials.types import AwsCredentials
+from proxy.forwarding.query import encode_query
 from proxy.secret import Secret
 
 HOST = "sellingpartnerapi-na.amazon.com"

@@ -19,9 +19,9 @@ from proxy.credentials.answers import (
     read_capped,
 )
 from proxy.credentials.refreshable import Expiring
+from proxy.credentials.signing import OutgoingRequest, RequestSigner
 from proxy.credentials.store import CredentialStore
 from proxy.errors import RdtRejected, UpstreamUnreachable, upstream_failure
-from proxy.forwarding.signing import OutgoingRequest, RequestSigner
 from proxy.http import UpstreamHttpError, UpstreamPool, UpstreamResponse
 from proxy.observability.redact import Redactor
 from proxy.secret import Secret

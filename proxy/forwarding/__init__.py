@@ -3,7 +3,8 @@
 - forward.py: the request's one path (prepare, wait for quota, snapshot credentials, send,
   replay once on a rejected token, diagnose, hand the answer to the server's writer).
 - upstream.py: signs a snapshot's request and sends it over the pool.
-- signing.py: SigV4 and the headers the proxy owns.
+- tokens.py: which token a request goes with (LWA, grantless, an RDT fetched or brought), and
+  the snapshot of everything an attempt is sent with, taken after its wait for quota.
 - headers.py, query.py: which headers cross, and the canonical query sent and signed.
 - operations.py (+ the generated operations_table.py): which operation a path is, its usage plan,
   whether it needs an RDT or a grantless token.

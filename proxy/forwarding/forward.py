@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from aiohttp import HttpVersion11, web
 
 from proxy.config.settings import RateLimitSettings
-from proxy.credentials.grants import AccessTokens, Snapshot, Wanted, wanted_from
+from proxy.credentials.signing import OutgoingRequest
 from proxy.errors import (
     InvalidRequest,
     QuotaExceeded,
@@ -39,7 +39,7 @@ from proxy.forwarding.headers import (
 from proxy.forwarding.operations import Operation, OperationIndex
 from proxy.forwarding.query import encode_query
 from proxy.forwarding.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
-from proxy.forwarding.signing import OutgoingRequest
+from proxy.forwarding.tokens import AccessTokens, Snapshot, Wanted, wanted_from
 from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamHttpError, UpstreamResponse
 from proxy.server.answers import BODYLESS_STATUSES, Answer

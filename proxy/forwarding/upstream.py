@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from proxy.config.settings import Profile
-from proxy.credentials.grants import Snapshot
+from proxy.credentials.signing import OutgoingRequest, RequestSigner
 from proxy.errors import upstream_failure
-from proxy.forwarding.signing import OutgoingRequest, RequestSigner
+from proxy.forwarding.tokens import Snapshot
 from proxy.http import UpstreamHttpError, UpstreamPool, UpstreamResponse
 from proxy.observability.metrics import ProxyMetrics
 

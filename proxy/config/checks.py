@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config.errors import InvalidValue
-from proxy.config.settings import MAX_BUSY_POLL_US, REGIONS
+from proxy.config.settings import MAX_BUSY_POLL_US, REGIONS, SHARED_STATE_ON_ERROR
 
 TOKEN_HEADERS = ("x-amz-access-token", "x-amzn-access-token")
 
@@ -55,6 +55,20 @@ def check_endpoint(value: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise InvalidValue("must be http(s)://host[:port] with no path or query")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_on_error(value: str) -> str:
+    choice = value.lower()
+    if choice not in SHARED_STATE_ON_ERROR:
+        raise InvalidValue(f"must be one of {', '.join(SHARED_STATE_ON_ERROR)}, got {value!r}")
+    return choice
+
+
+def check_key_prefix(value: str) -> str:
+    # Braces would clash with the seller's Redis Cluster hash tag that follows the prefix.
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+        raise InvalidValue(f"must be letters, digits and _ . : - only, got {value!r}")
+    return value
 
 
 def check_http_url(value: str) -> str:

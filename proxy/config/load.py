@@ -22,7 +22,7 @@ from proxy.config.files import file_sections
 from proxy.config.profiles import build_profile
 from proxy.config.schema import SCHEMA, Section
 from proxy.config.settings import Settings
-from proxy.config.validate import check_aws_keys, check_exposure
+from proxy.config.validate import check_aws_keys, check_exposure, check_shared_state
 from proxy.config.values import build_values
 
 
@@ -41,6 +41,7 @@ def load_settings(path: str | None, environ: Mapping[str, str]) -> Settings:
     settings = Settings(**sections)
     check_aws_keys(settings.aws, "aws")
     check_exposure(settings.listen)
+    check_shared_state(settings.shared_state)
     default = settings.default_profile
     named = tuple(build_profile(name, body, default, environ) for name, body in profiles.items())
     return dataclasses.replace(settings, profiles=named)

@@ -14,8 +14,10 @@ from proxy.config.checks import (
     check_busy_poll,
     check_endpoint,
     check_http_url,
+    check_key_prefix,
     check_methods,
     check_not_negative,
+    check_on_error,
     check_port,
     check_positive,
     check_readable_file,
@@ -31,6 +33,7 @@ from proxy.config.settings import (
     LwaSettings,
     RateLimitSettings,
     RdtSettings,
+    SharedStateSettings,
     UpstreamSettings,
 )
 
@@ -136,10 +139,21 @@ SCHEMA: dict[str, Section] = {
             "retry_methods": Key("list", IDEMPOTENT_METHODS, check=check_methods),
         },
     ),
+    "shared_state": Section(
+        SharedStateSettings,
+        {
+            # Secret: the URL may carry Redis's password (redis://:password@host:6379/0).
+            "redis_url": Key("str", None, optional=True, secret=True),
+            "key_prefix": Key("str", "spapi-proxy", check=check_key_prefix),
+            "timeout_s": Key("float", 0.25, check=check_positive),
+            "on_error": Key("str", "local", check=check_on_error),
+            "encryption_key": Key("str", None, optional=True, secret=True),
+        },
+    ),
 }
 
 # The top-level key holding named profiles, and the sections a profile may set; the other
-# sections (listen, rdt, rate_limits) are proxy-wide.
+# sections (listen, rdt, rate_limits, shared_state) are proxy-wide.
 PROFILES = "profiles"
 PROFILE_SECTIONS = ("upstream", "lwa", "aws")
 

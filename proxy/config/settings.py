@@ -136,6 +136,21 @@ class RateLimitSettings:
     retry_methods: tuple[str, ...] = IDEMPOTENT_METHODS
 
 
+# What a proxy does when the Redis it shares with others can't answer (proxy/fleet/).
+SHARED_STATE_ON_ERROR = ("local", "refuse")
+
+
+@dataclass(frozen=True)
+class SharedStateSettings:
+    """The Redis several proxies share buckets and tokens through; no URL: each process alone."""
+
+    redis_url: Secret | None = None  # redis://, rediss:// (TLS) or unix://; may hold a password
+    key_prefix: str = "spapi-proxy"
+    timeout_s: float = 0.25  # one Redis call
+    on_error: str = "local"  # local: this process's own buckets and tokens; refuse: 503
+    encryption_key: Secret | None = None  # tokens in Redis are encrypted under it (AES-GCM)
+
+
 DEFAULT_PROFILE = "default"
 
 
@@ -157,6 +172,7 @@ class Settings:
     aws: AwsSettings | None = None
     rdt: RdtSettings = RdtSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    shared_state: SharedStateSettings = SharedStateSettings()
     # Named profiles besides the default one (the top-level upstream/lwa/aws).
     profiles: tuple[Profile, ...] = ()
 

@@ -3,8 +3,13 @@ listener that anyone could reach without a key."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from proxy.config.errors import ConfigError
-from proxy.config.settings import AwsSettings, ListenSettings
+from proxy.config.settings import AwsSettings, ListenSettings, SharedStateSettings
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+MIN_ENCRYPTION_KEY_CHARS = 16
 
 
 def check_exposure(listen: ListenSettings) -> None:
@@ -53,4 +58,32 @@ def _check_session_token(aws: AwsSettings, where: str) -> None:
             f"{where}.session_token",
             f"is not set, but {where}.access_key_id is a temporary key (ASIA…), which AWS "
             "refuses without its session token; set AWS_SESSION_TOKEN or aws.session_token",
+        )
+
+
+def check_shared_state(shared: SharedStateSettings) -> None:
+    """A Redis URL the client can use, and the key to encrypt the tokens shared through it.
+
+    The URL is a secret (it may hold a password): messages name its parts, never quote it.
+    """
+    if shared.redis_url is None:
+        return
+    try:
+        parts = urlsplit(shared.redis_url.reveal())
+        valid = parts.scheme in REDIS_SCHEMES and bool(parts.hostname or parts.path)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(
+            "shared_state.redis_url",
+            "must be redis://[:password@]host[:port][/db], rediss://… (TLS) or unix:///path",
+        )
+    key = shared.encryption_key
+    if key is None or len(key.reveal()) < MIN_ENCRYPTION_KEY_CHARS:
+        raise ConfigError(
+            "shared_state.encryption_key",
+            f"must be set, at least {MIN_ENCRYPTION_KEY_CHARS} characters, when "
+            "shared_state.redis_url is: tokens are stored in Redis encrypted with it (generate "
+            "one with `openssl rand -base64 32` and give every proxy of the fleet the same)",
         )

@@ -163,13 +163,13 @@ async def test_a_token_sp_api_refused_is_replaced_once_for_the_fleet(
     fetch = CountingFetch(takes_s=0.0)
     refused = (await first.get_or_fetch(key, fetch, wait_s=5.0)).value
     assert (
-        await second.get_or_fetch(key, fetch, wait_s=5.0, refused=Secret("older"))
+        await second.get_or_fetch(key, fetch, wait_s=5.0, refused={Secret("older")})
     ).value == refused
-    replaced = await first.get_or_fetch(key, fetch, wait_s=5.0, refused=refused)
+    replaced = await first.get_or_fetch(key, fetch, wait_s=5.0, refused={refused})
     assert replaced.value == Secret(f"{TOKEN}-2")
     # The other replica, told of the same refusal, takes the replacement: no third fetch.
     assert (
-        await second.get_or_fetch(key, fetch, wait_s=5.0, refused=refused)
+        await second.get_or_fetch(key, fetch, wait_s=5.0, refused={refused})
     ).value == replaced.value
     assert fetch.calls == 2
 

@@ -8,22 +8,37 @@ the fleet then asks LWA or the Tokens API.
 
 from __future__ import annotations
 
+from collections.abc import Container
+
+from cachetools import LRUCache
+
 from proxy.credentials.refreshable import Expiring
+from proxy.credentials.sharing import TokenFetch
+from proxy.fleet.keys import FleetKeys
 from proxy.fleet.store import OnError, SharedState, SharedStateDown
-from proxy.fleet.tokens import Fetch, SharedTokens
+from proxy.fleet.tokens import SharedTokens
 from proxy.secret import Secret
+
+# Tokens SP-API rejected lately, per profile: a handful at most (a revoked grant, a rotation).
+MAX_REFUSED = 64
 
 
 class SharedFetch:
     def __init__(
-        self, tokens: SharedTokens, state: SharedState, key: str, fetch: Fetch, wait_s: float
+        self,
+        tokens: SharedTokens,
+        state: SharedState,
+        key: str,
+        fetch: TokenFetch,
+        wait_s: float,
+        refused: Container[Secret] = (),
     ) -> None:
         self._tokens = tokens
         self._state = state
         self._key = key
         self._fetch = fetch
         self._wait_s = wait_s
-        self._refused: Secret | None = None
+        self._refused = refused
 
     async def __call__(self) -> Expiring[Secret]:
         try:
@@ -35,6 +50,40 @@ class SharedFetch:
                 raise self._state.unavailable() from None
             return await self._fetch()  # alone, as without Redis
 
+
+class FleetCredentials:
+    """One profile's credential sharing (a ``CredentialSharing``): its keys, its timeouts, and
+    the tokens SP-API refused, which no replica takes from Redis again."""
+
+    def __init__(
+        self,
+        tokens: SharedTokens,
+        state: SharedState,
+        keys: FleetKeys,
+        lwa_wait_s: float,
+        rdt_wait_s: float,
+    ) -> None:
+        self._tokens = tokens
+        self._state = state
+        self._keys = keys
+        self._lwa_wait_s = lwa_wait_s
+        self._rdt_wait_s = rdt_wait_s
+        self._refused: LRUCache[Secret, bool] = LRUCache(maxsize=MAX_REFUSED)
+
+    def lwa_token(self, fetch: TokenFetch) -> TokenFetch:
+        return self._shared(self._keys.lwa_token(), fetch, self._lwa_wait_s)
+
+    def grantless_token(self, scope: str, fetch: TokenFetch) -> TokenFetch:
+        return self._shared(self._keys.grantless_token(scope), fetch, self._lwa_wait_s)
+
+    def rdt(
+        self, method: str, path: str, data_elements: tuple[str, ...], fetch: TokenFetch
+    ) -> TokenFetch:
+        key = self._keys.rdt(method, path, data_elements)
+        return self._shared(key, fetch, self._rdt_wait_s)
+
     def refuse(self, token: Secret) -> None:
-        """SP-API rejected ``token``: the next fetch replaces it in Redis too."""
-        self._refused = token
+        self._refused[token] = True
+
+    def _shared(self, key: str, fetch: TokenFetch, wait_s: float) -> SharedFetch:
+        return SharedFetch(self._tokens, self._state, key, fetch, wait_s, self._refused)

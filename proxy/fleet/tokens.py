@@ -21,7 +21,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,13 +118,13 @@ class SharedTokens:
         self._next_unreadable_warning = 0.0
 
     async def get_or_fetch(
-        self, key: str, fetch: Fetch, wait_s: float, refused: Secret | None = None
+        self, key: str, fetch: Fetch, wait_s: float, refused: Container[Secret] = ()
     ) -> Expiring[Secret]:
         """A fresh token from Redis, else one fetched by exactly one replica of the fleet.
 
         ``wait_s`` bounds both the lock (a holder that dies frees it then) and how long this
-        replica waits for another's fetch before fetching alone. A stored token equal to
-        ``refused`` (SP-API rejected it) counts as missing, and is replaced.
+        replica waits for another's fetch before fetching alone. A stored token in ``refused``
+        (SP-API rejected it) counts as missing, and is replaced.
         """
         deadline = self._monotonic() + wait_s
         owner = secrets.token_hex(8)
@@ -148,8 +148,8 @@ class SharedTokens:
                 return await self._fetch_and_store(key, fetch)
             await self._sleep(POLL_INTERVAL_S)
 
-    async def read(self, key: str, refused: Secret | None = None) -> SharedToken | None:
-        """The stored token if it is fresh, readable with this replica's key, and not
+    async def read(self, key: str, refused: Container[Secret] = ()) -> SharedToken | None:
+        """The stored token if it is fresh, readable with this replica's key, and not one of
         ``refused``."""
         sealed = await self._call(lambda redis: redis.get(key))
         if sealed is None:
@@ -158,7 +158,7 @@ class SharedTokens:
         if token is None:
             self._unreadable()
             return None
-        if token.token == refused or not token.fresh(self._clock()):
+        if token.token in refused or not token.fresh(self._clock()):
             return None
         return token
 

@@ -18,6 +18,7 @@ from proxy.config.settings import Profile, Settings
 from proxy.credentials.rdt import RdtSource
 from proxy.credentials.signing import RequestSigner
 from proxy.credentials.store import CredentialStore
+from proxy.fleet.runtime import Fleet
 from proxy.forwarding.forward import Forwarder, Sleep
 from proxy.forwarding.operations import OperationIndex
 from proxy.forwarding.ratelimit import RateLimiter
@@ -49,10 +50,16 @@ async def running_profile(
     clock: Callable[[], float] = time.time,
     redactor: Redactor | None = None,
     sleep: Sleep = asyncio.sleep,
+    fleet: Fleet | None = None,
 ) -> AsyncIterator[ProfileRuntime]:
     async with lwa_session(profile) as session, upstream_pool(profile) as pool:
         credentials = CredentialStore(
-            profile, session, clock, on_refresh=metrics.count_refresh, redactor=redactor
+            profile,
+            session,
+            clock,
+            on_refresh=metrics.count_refresh,
+            redactor=redactor,
+            sharing=None if fleet is None else fleet.credentials(profile),
         )
         signer = request_signer(profile, clock)
         upstream = Upstream(profile, pool, signer, metrics)
@@ -60,14 +67,18 @@ async def running_profile(
         access = AccessTokens(
             credentials, rdts, settings.rdt.enabled, settings.rdt.max_cached, clock
         )
+        limiter = rate_limiter(profile, settings, clock)
         forwarder = Forwarder(
             upstream,
             access,
             operations,
-            rate_limiter(profile, settings, clock),
+            limiter,
             settings.rate_limits,
             settings.listen.max_body_bytes,
             sleep,
+            # With shared state the fleet's buckets are asked first; this process's own are
+            # what it falls back on when Redis can't answer.
+            None if fleet is None or limiter is None else fleet.limiter(profile, limiter),
         )
         yield ProfileRuntime(profile, credentials, access, forwarder)
 

@@ -13,6 +13,7 @@ import pytest
 
 from proxy.fleet.buckets import SharedBuckets
 from proxy.fleet.store import RETRY_INTERVAL_S, OnError, SharedState, SharedStateDown
+from proxy.forwarding.ratelimit import Reservation
 from tests.support.clock import FakeClock
 from tests.support.redis_server import (
     REDIS_PASSWORD,
@@ -22,6 +23,7 @@ from tests.support.redis_server import (
 )
 
 TIMEOUT_S = 0.25
+GO = Reservation(True, 0.0)
 Replicas = Callable[..., Awaitable[list[SharedState]]]
 
 
@@ -73,8 +75,8 @@ async def test_four_replicas_never_send_more_than_burst_plus_rate_times_elapsed(
 
     async def one(index: int) -> float | None:
         asked = time.monotonic()
-        wait = await buckets[index % 4].reserve(bucket_key, rate, burst, max_wait_s=2.0)
-        return None if wait is None else asked + wait
+        taken, wait = await buckets[index % 4].reserve(bucket_key, rate, burst, max_wait_s=2.0)
+        return asked + wait if taken else None
 
     departures = await asyncio.gather(*(one(index) for index in range(200)))
     sent = sorted(departure for departure in departures if departure is not None)
@@ -92,11 +94,14 @@ async def test_a_bucket_refuses_without_taking_when_the_wait_is_too_long(
     (state,) = await replicas(redis_server)
     buckets = SharedBuckets(state)
     bucket_key = key(state)
-    waits = [await buckets.reserve(bucket_key, 1.0, 2.0, max_wait_s=0.0) for _ in range(3)]
-    assert waits[:2] == [0.0, 0.0]
-    assert waits[2] is None
-    retry_after = await buckets.retry_after(bucket_key, 1.0, 2.0)
-    assert 0.5 < retry_after <= 1.0  # the refusal took nothing: one token's refill away
+    reservations = [await buckets.reserve(bucket_key, 1.0, 2.0, max_wait_s=0.0) for _ in range(3)]
+    assert reservations[:2] == [GO, GO]
+    refused, retry_after = reservations[2]
+    assert not refused
+    assert 0.5 < retry_after <= 1.0  # one token's refill away
+    retried, retry_after = await buckets.reserve(bucket_key, 1.0, 2.0, max_wait_s=0.0)
+    assert not retried
+    assert 0.5 < retry_after <= 1.0  # the refusal took nothing
 
 
 async def test_a_learned_rate_is_the_rate_of_every_replica(
@@ -104,10 +109,10 @@ async def test_a_learned_rate_is_the_rate_of_every_replica(
 ) -> None:
     first, second = (SharedBuckets(state) for state in await replicas(redis_server, 2))
     bucket_key = key((await replicas(redis_server))[0])
-    assert await first.reserve(bucket_key, 10.0, 1.0, max_wait_s=0.0) == 0.0
+    assert await first.reserve(bucket_key, 10.0, 1.0, max_wait_s=0.0) == GO
     await first.learn_rate(bucket_key, 0.5, 1.0)  # Amazon says 0.5/s, not the plan's 10/s
-    wait = await second.reserve(bucket_key, 10.0, 1.0, max_wait_s=10.0)
-    assert wait is not None
+    taken, wait = await second.reserve(bucket_key, 10.0, 1.0, max_wait_s=10.0)
+    assert taken
     assert 1.8 < wait <= 2.0  # the next token at 0.5/s, not in 0.1 s
 
 
@@ -116,11 +121,11 @@ async def test_an_amazon_429_on_one_replica_holds_back_the_others(
 ) -> None:
     seen_429, other = (SharedBuckets(state) for state in await replicas(redis_server, 2))
     bucket_key = key((await replicas(redis_server))[0])
-    assert await other.reserve(bucket_key, 10.0, 10.0, max_wait_s=0.0) == 0.0
+    assert await other.reserve(bucket_key, 10.0, 10.0, max_wait_s=0.0) == GO
     await seen_429.throttled(bucket_key, 10.0, 10.0, delay_s=2.0)
-    assert await other.reserve(bucket_key, 10.0, 10.0, max_wait_s=0.5) is None
-    wait = await other.reserve(bucket_key, 10.0, 10.0, max_wait_s=5.0)
-    assert wait is not None
+    assert not (await other.reserve(bucket_key, 10.0, 10.0, max_wait_s=0.5)).taken
+    taken, wait = await other.reserve(bucket_key, 10.0, 10.0, max_wait_s=5.0)
+    assert taken
     assert 1.8 < wait <= 2.0
 
 
@@ -140,10 +145,10 @@ async def test_a_flushed_redis_loads_the_script_again_and_starts_the_bucket_full
     (state,) = await replicas(own_redis_server)
     buckets = SharedBuckets(state)
     bucket_key = key(state)
-    assert await buckets.reserve(bucket_key, 1.0, 1.0, max_wait_s=0.0) == 0.0
-    assert await buckets.reserve(bucket_key, 1.0, 1.0, max_wait_s=0.0) is None
+    assert await buckets.reserve(bucket_key, 1.0, 1.0, max_wait_s=0.0) == GO
+    assert not (await buckets.reserve(bucket_key, 1.0, 1.0, max_wait_s=0.0)).taken
     own_redis_server.flush()  # keys and scripts gone: EVALSHA answers NOSCRIPT
-    assert await buckets.reserve(bucket_key, 1.0, 1.0, max_wait_s=0.0) == 0.0
+    assert await buckets.reserve(bucket_key, 1.0, 1.0, max_wait_s=0.0) == GO
     assert state.healthy
 
 
@@ -153,13 +158,13 @@ async def test_a_burst_pipelined_into_a_flushed_redis_takes_each_token_once(
     (state,) = await replicas(own_redis_server)
     buckets = SharedBuckets(state)
     bucket_key = key(state)
-    assert await buckets.reserve(bucket_key, 0.01, 5.0, max_wait_s=0.0) == 0.0
+    assert await buckets.reserve(bucket_key, 0.01, 5.0, max_wait_s=0.0) == GO
     own_redis_server.flush()
-    waits = await asyncio.gather(
+    reservations = await asyncio.gather(
         *(buckets.reserve(bucket_key, 0.01, 5.0, max_wait_s=0.0) for _ in range(12))
     )
-    assert waits.count(0.0) == 5
-    assert waits.count(None) == 7
+    assert reservations.count(GO) == 5
+    assert sum(not reservation.taken for reservation in reservations) == 7
     assert state.healthy
 
 
@@ -171,7 +176,7 @@ async def test_redis_stopped_fails_fast_warns_once_and_is_shared_again_when_back
     (state,) = await replicas(own_redis_server, clock=clock, on_health=health.append)
     buckets = SharedBuckets(state)
     bucket_key = key(state)
-    assert await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0) == 0.0
+    assert await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0) == GO
 
     own_redis_server.stop()
     started = time.monotonic()
@@ -195,7 +200,7 @@ async def test_redis_stopped_fails_fast_warns_once_and_is_shared_again_when_back
     with pytest.raises(SharedStateDown):  # within the interval, Redis is not asked
         await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0)
     clock.advance(RETRY_INTERVAL_S)
-    assert await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0) == 0.0
+    assert await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0) == GO
     assert state.healthy
     assert health == [False, True]
 
@@ -206,7 +211,7 @@ async def test_a_hung_redis_costs_a_call_at_most_its_timeout(
     (state,) = await replicas(own_redis_server)
     buckets = SharedBuckets(state)
     bucket_key = key(state)
-    assert await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0) == 0.0
+    assert await buckets.reserve(bucket_key, 1.0, 5.0, max_wait_s=0.0) == GO
     own_redis_server.pause()  # accepts, never answers
     try:
         started = time.monotonic()

@@ -18,13 +18,14 @@ from proxy.fleet.limiter import FleetLimiter, parse_rate, plan_of
 from proxy.fleet.store import OnError, SharedState
 from proxy.fleet.tokens import SharedTokens, TokenCipher
 from proxy.forwarding.operations import Operation, OperationIndex
-from proxy.forwarding.ratelimit import RateLimiter
+from proxy.forwarding.ratelimit import RateLimiter, Reservation
 from proxy.secret import Secret
 from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
 
 TIMEOUT_S = 0.25
 GET_ORDERS = OperationIndex().match("GET", "/orders/v0/orders")
 LOCAL_KEY = ("orders", "getOrders")
+GO = Reservation(True, 0.0)
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +82,15 @@ async def test_two_replicas_spend_one_sandbox_burst(
     redis_server: RedisServer, make_state: Make
 ) -> None:
     first, second = limiter(make_state(redis_server)), limiter(make_state(redis_server))
-    waits = [
+    reservations = [
         await replica.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=0.0)
         for _ in range(10)
         for replica in (first, second)
     ]
-    assert waits.count(0.0) == 15  # the sandbox's burst, once for both
-    assert waits.count(None) == 5
-    retry_after = await second.retry_after(GET_ORDERS, LOCAL_KEY)
-    assert 0.0 < retry_after <= 0.2  # 5/s
+    assert reservations.count(GO) == 15  # the sandbox's burst, once for both
+    refused = [reservation for reservation in reservations if not reservation.taken]
+    assert len(refused) == 5
+    assert all(0.0 < retry_after <= 0.2 for _, retry_after in refused)  # 5/s
 
 
 async def test_a_rate_one_replica_learns_slows_the_other(
@@ -99,8 +100,8 @@ async def test_a_rate_one_replica_learns_slows_the_other(
     for _ in range(15):
         await first.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=0.0)
     assert not await first.observe_limit(GET_ORDERS, LOCAL_KEY, "0.5")
-    wait = await second.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=10.0)
-    assert wait is not None
+    taken, wait = await second.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=10.0)
+    assert taken
     assert 1.5 < wait <= 2.0  # a token every 2 s now, not every 0.2 s
 
 
@@ -109,8 +110,9 @@ async def test_an_amazon_429_makes_every_replica_wait(
 ) -> None:
     first, second = limiter(make_state(redis_server)), limiter(make_state(redis_server))
     await first.throttled(GET_ORDERS, delay_s=3.0)
-    assert await second.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=1.0) is None
-    assert 2.5 < await second.retry_after(GET_ORDERS, LOCAL_KEY) <= 3.0
+    taken, retry_after = await second.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=1.0)
+    assert not taken
+    assert 2.5 < retry_after <= 3.0
 
 
 async def test_redis_down_with_local_falls_back_to_this_process_s_own_buckets(
@@ -118,11 +120,10 @@ async def test_redis_down_with_local_falls_back_to_this_process_s_own_buckets(
 ) -> None:
     replica = limiter(make_state(own_redis_server), local_share=0.5)
     own_redis_server.stop()
-    waits = [await replica.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=0.0) for _ in range(10)]
+    reservations = [await replica.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=0.0) for _ in range(10)]
     # The local bucket of a worker that owns half the quota: half the burst, then refusals.
-    assert waits.count(0.0) == 7
-    assert waits.count(None) == 3
-    assert await replica.retry_after(GET_ORDERS, LOCAL_KEY) > 0
+    assert reservations.count(GO) == 7
+    assert all(not taken and retry_after > 0 for taken, retry_after in reservations[7:])
     await replica.throttled(GET_ORDERS, delay_s=1.0)  # said to nobody, and no error
     assert not await replica.observe_limit(GET_ORDERS, LOCAL_KEY, "1.0")
 

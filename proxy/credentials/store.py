@@ -11,9 +11,10 @@ import aiohttp
 from proxy.config.settings import DEFAULT_PROFILE, Profile
 from proxy.credentials.lwa import LwaTokenSource
 from proxy.credentials.refreshable import Refreshable
+from proxy.credentials.sharing import CredentialSharing, TokenFetch
 from proxy.credentials.sts import AwsCredentialSource
 from proxy.credentials.types import AwsCredentials
-from proxy.errors import CredentialError
+from proxy.errors import CredentialError, SharedStateUnavailable
 from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 
@@ -26,6 +27,7 @@ class CredentialStore:
         clock: Callable[[], float] = time.time,
         on_refresh: Callable[[str, bool], None] | None = None,
         redactor: Redactor | None = None,
+        sharing: CredentialSharing | None = None,
     ) -> None:
         self._profile = profile
         self._session = session
@@ -35,6 +37,8 @@ class CredentialStore:
         # fetch, and everything LWA, STS or the Tokens API quote passes through it before it
         # reaches an error body.
         self.redactor = redactor or Redactor()
+        # Other proxies' copies of the tokens (shared_state): every fetch asks them first.
+        self.sharing = sharing
         self.lwa = self._lwa_refreshable(scope=None)
         # Grantless tokens, one per scope; only two scopes exist
         # (docs/sp-api-facts.md §4).
@@ -63,7 +67,13 @@ class CredentialStore:
             redactor=self.redactor,
         )
         name = self._label("lwa" if scope is None else "lwa-grantless")
-        return Refreshable(name, source.fetch, self._clock, self._on_refresh)
+        fetch: TokenFetch = source.fetch
+        if self.sharing is not None:
+            if scope is None:
+                fetch = self.sharing.lwa_token(fetch)
+            else:
+                fetch = self.sharing.grantless_token(scope, fetch)
+        return Refreshable(name, fetch, self._clock, self._on_refresh)
 
     def lwa_token(self) -> Awaitable[Secret]:
         return self.lwa.get()  # the coroutine itself, not one more wrapped around it
@@ -78,6 +88,8 @@ class CredentialStore:
         return None if self.aws is None else self.aws.get()
 
     def token_rejected(self, token: Secret) -> None:
+        if self.sharing is not None:
+            self.sharing.refuse(token)
         self.lwa.invalidate(token)
         for grantless in self._grantless.values():
             grantless.invalidate(token)
@@ -91,7 +103,7 @@ class CredentialStore:
             try:
                 async with asyncio.timeout(timeout_s):
                     await source.get()
-            except CredentialError as error:
+            except (CredentialError, SharedStateUnavailable) as error:
                 problems.append(f"{source.name}: {error.code}: {error.message}")
             except TimeoutError:
                 problems.append(f"{source.name}: no answer within {timeout_s:g} s")

@@ -25,6 +25,7 @@ from cachetools import TTLCache
 from redis.exceptions import NoScriptError
 
 from proxy.fleet.store import REDIS_ERRORS, SharedState, SharedStateDown
+from proxy.forwarding.ratelimit import Reservation
 
 # KEYS[1]: the bucket, a hash: tokens, ts (Redis time of `tokens`), learned (a rate from
 # Amazon's header, else absent: the plan's), nb (not before: nothing leaves until then).
@@ -60,6 +61,7 @@ return {1, math.ceil(wait * 1000000)}
 """
 
 TAKE, RATE, THROTTLED = "take", "rate", "throttled"
+NOW = Reservation(True, 0.0)
 # Waits this short are the float sums' rounding, not throttling (as in proxy.forwarding.ratelimit).
 _ROUNDING_S = 2e-6
 # Each process tells Redis a learned rate once per value and then again after this long, so a
@@ -85,18 +87,14 @@ class SharedBuckets:
 
     async def reserve(
         self, key: str, rate_per_s: float, burst: float, max_wait_s: float
-    ) -> float | None:
-        """Seconds to wait with a token taken, or None: nothing taken, the wait is too long."""
+    ) -> Reservation:
+        """A token and how long to wait for it, or (refused, nothing taken) how long until
+        one is free."""
         taken, micros = await self._run(key, TAKE, rate_per_s, burst, max_wait_s)
-        if not taken:
-            return None
-        wait = micros / 1e6
-        return 0.0 if wait <= _ROUNDING_S else wait
-
-    async def retry_after(self, key: str, rate_per_s: float, burst: float) -> float:
-        """Seconds until a token is free; takes none (a reservation that accepts no wait)."""
-        taken, micros = await self._run(key, TAKE, rate_per_s, burst, -1.0)
-        return 0.0 if taken else micros / 1e6
+        seconds = micros / 1e6
+        if taken and seconds <= _ROUNDING_S:
+            return NOW
+        return Reservation(bool(taken), seconds)
 
     async def learn_rate(self, key: str, rate_per_s: float, burst: float) -> None:
         """A rate Amazon announced, for every replica (sent once per value and process)."""

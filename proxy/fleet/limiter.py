@@ -23,9 +23,11 @@ from proxy.forwarding.ratelimit import (
     SANDBOX_RATE_PER_S,
     SLOWEST_REFILL_S,
     RateLimiter,
+    Reservation,
 )
 
 Plan = tuple[float, float]  # rate per second, burst
+GO = Reservation(True, 0.0)
 
 
 def plan_of(op: Operation | None, sandbox: bool) -> Plan | None:
@@ -61,26 +63,18 @@ class FleetLimiter:
 
     async def reserve(
         self, op: Operation | None, local_key: Hashable, max_wait_s: float
-    ) -> float | None:
-        """Seconds to wait (token taken), or None: too long, answer 429 without sending."""
+    ) -> Reservation:
         plan = plan_of(op, self._sandbox)
         if op is None or plan is None:
-            return 0.0  # no known plan: leave it to Amazon
+            return GO  # no known plan: leave it to Amazon
         try:
             return await self._buckets.reserve(self._name(op), *plan, max_wait_s)
         except SharedStateDown:
             self._refuse_or_go_on()
-            return self._local.reserve(local_key, op, max_wait_s)
-
-    async def retry_after(self, op: Operation | None, local_key: Hashable) -> float:
-        plan = plan_of(op, self._sandbox)
-        if op is None or plan is None:
-            return 0.0
-        try:
-            return await self._buckets.retry_after(self._name(op), *plan)
-        except SharedStateDown:
-            self._refuse_or_go_on()
-            return self._local.retry_after(local_key)
+            wait = self._local.reserve(local_key, op, max_wait_s)
+            if wait is None:
+                return Reservation(False, self._local.retry_after(local_key))
+            return Reservation(True, wait)
 
     async def observe_limit(self, op: Operation | None, local_key: Hashable, value: str) -> bool:
         """Apply an ``x-amzn-RateLimit-Limit`` value for the fleet and this process.

@@ -38,7 +38,13 @@ from proxy.forwarding.headers import (
 )
 from proxy.forwarding.operations import Operation, OperationIndex
 from proxy.forwarding.query import encode_query
-from proxy.forwarding.ratelimit import MAX_LIMIT_PER_S, MIN_LIMIT_PER_S, RateLimiter, backoff_delay
+from proxy.forwarding.ratelimit import (
+    MAX_LIMIT_PER_S,
+    MIN_LIMIT_PER_S,
+    RateLimiter,
+    SharedQuota,
+    backoff_delay,
+)
 from proxy.forwarding.tokens import AccessTokens, Snapshot, Wanted, wanted_from
 from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamHttpError, UpstreamResponse
@@ -74,11 +80,14 @@ class Forwarder:
         rate_limits: RateLimitSettings,
         max_body_bytes: int,
         sleep: Sleep = asyncio.sleep,
+        shared_quota: SharedQuota | None = None,
     ) -> None:
         self._upstream = upstream
         self._access = access
         self._operations = operations
         self._limiter = limiter
+        # The fleet's buckets (shared_state), asked instead of `limiter`, which they fall back on.
+        self._shared = shared_quota
         self._rate_limits = rate_limits
         self._max_body = max_body_bytes
         # Injected like the clock, so tests of waits and backoff need not wait.
@@ -88,7 +97,10 @@ class Forwarder:
         outgoing = await self._outgoing(request)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
         sent, reply, head = await self._send(outgoing, op, wanted_from(request.headers))
-        self._observe_rate_limit(sent, reply)
+        if self._shared is None:
+            self._observe_rate_limit(sent, reply)
+        else:
+            await self._observe_shared_limit(sent, reply, self._shared)
         hint = None
         if needs_diagnosis(reply):
             head = head or await read_head(reply)
@@ -148,16 +160,23 @@ class Forwarder:
         retrying = settings.enabled and outgoing.method in settings.retry_methods
         retries = settings.retries if retrying else 0
         for attempt in range(retries + 1):
-            if self._limiter is not None:
+            if self._shared is not None:
+                await self._take_shared_quota(op, bucket, self._shared)
+            elif self._limiter is not None:
                 await self._take_quota(op, bucket, self._limiter)
             sent = await self._access.snapshot(
                 op, bucket, outgoing.method, outgoing.raw_path, wanted
             )
             reply = await self._upstream.send(outgoing, sent)
-            if reply.status != 429 or attempt == retries:
+            if reply.status != 429:
+                return sent, reply
+            delay = backoff_delay(attempt, RETRY_BASE_S)
+            if self._shared is not None:
+                # Amazon's bucket is empty for every replica, not only for this one.
+                await self._shared.throttled(op, delay)
+            if attempt == retries:
                 return sent, reply
             reply.release()
-            delay = backoff_delay(attempt, RETRY_BASE_S)
             logger.info(
                 "SP-API answered 429; retry %d of %d in %.1f s", attempt + 1, retries, delay
             )
@@ -173,21 +192,42 @@ class Forwarder:
         if wait > 0:
             await self._sleep(wait)
 
+    async def _take_shared_quota(
+        self, op: Operation | None, bucket: Hashable, shared: SharedQuota
+    ) -> None:
+        max_wait_s = self._rate_limits.max_wait_s
+        taken, seconds = await shared.reserve(op, bucket, max_wait_s)
+        if not taken:
+            raise quota_exceeded(op, seconds, max_wait_s)
+        if seconds > 0:
+            await self._sleep(seconds)
+
     def _observe_rate_limit(self, sent: Snapshot, reply: UpstreamResponse) -> None:
         if self._limiter is None:
             return
         limit = reply.headers.get(RATE_LIMIT_HEADER)
         if limit and self._limiter.observe_limit(sent.bucket, limit):
-            # Said once per operation: the same bad value usually comes on every reply.
-            logger.warning(
-                "Ignoring %s %r from SP-API for %s: not a rate from %g to %g requests/s; "
-                "the operation keeps its current limit",
-                RATE_LIMIT_HEADER,
-                limit[:32],
-                operation_name(sent.op),
-                MIN_LIMIT_PER_S,
-                MAX_LIMIT_PER_S,
-            )
+            unusable_rate_limit(limit, sent.op)
+
+    async def _observe_shared_limit(
+        self, sent: Snapshot, reply: UpstreamResponse, shared: SharedQuota
+    ) -> None:
+        limit = reply.headers.get(RATE_LIMIT_HEADER)
+        if limit and await shared.observe_limit(sent.op, sent.bucket, limit):
+            unusable_rate_limit(limit, sent.op)
+
+
+def unusable_rate_limit(limit: str, op: Operation | None) -> None:
+    # Said once per operation: the same bad value usually comes on every reply.
+    logger.warning(
+        "Ignoring %s %r from SP-API for %s: not a rate from %g to %g requests/s; "
+        "the operation keeps its current limit",
+        RATE_LIMIT_HEADER,
+        limit[:32],
+        operation_name(op),
+        MIN_LIMIT_PER_S,
+        MAX_LIMIT_PER_S,
+    )
 
 
 def needs_diagnosis(reply: UpstreamResponse) -> bool:

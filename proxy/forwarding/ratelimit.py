@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Hashable
+from typing import NamedTuple, Protocol
 
 from cachetools import LRUCache
 
@@ -211,3 +212,29 @@ def backoff_delay(
     """
     jitter = (rng or _JITTER).uniform(0.0, 0.25)
     return min(cap_s, base_s * 2.0**attempt * (1.0 + jitter))
+
+
+# Buckets kept outside the process (the fleet's Redis, in proxy/fleet/): what the forwarder asks
+# of them. Unlike RateLimiter, every call may wait for the network, so each is a coroutine; an
+# implementation falls back to this process's RateLimiter (or refuses) when it can't answer.
+
+
+class Reservation(NamedTuple):
+    taken: bool  # False: the wait would be too long, answer 429 without sending
+    seconds: float  # taken: how long to wait before sending; else until a token is free
+
+
+class SharedQuota(Protocol):
+    async def reserve(
+        self, op: Operation | None, local_key: Hashable, max_wait_s: float
+    ) -> Reservation:
+        """A token for this request, in one round trip whether it is taken or refused."""
+        ...
+
+    async def observe_limit(self, op: Operation | None, local_key: Hashable, value: str) -> bool:
+        """Apply an ``x-amzn-RateLimit-Limit`` value; True the first time one is unusable."""
+        ...
+
+    async def throttled(self, op: Operation | None, delay_s: float) -> None:
+        """Amazon answered 429: no replica sends this operation for ``delay_s``."""
+        ...

@@ -106,7 +106,9 @@ class AccessTokens:
             async def fetch() -> Expiring[Secret]:
                 return await self._rdt_source.fetch(method, path, elements)
 
-            cached = self._rdts[key] = Refreshable("rdt", fetch, self._clock)
+            sharing = self._credentials.sharing
+            shared = fetch if sharing is None else sharing.rdt(method, path, elements, fetch)
+            cached = self._rdts[key] = Refreshable("rdt", shared, self._clock)
         return await cached.get()
 
 

@@ -8,13 +8,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from urllib.parse import urlsplit
 
 from proxy.config.settings import Settings
+from proxy.fleet.runtime import Fleet
 from proxy.forwarding.forward import Sleep
 from proxy.forwarding.operations import OperationIndex
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
 from proxy.profiles import ProfileRuntime, running_profile
+from proxy.secret import Secret
 
 
 class ProxyApp:
@@ -35,6 +38,8 @@ class ProxyApp:
         self._clock = clock
         self._sleep = sleep
         self._profiles: dict[str, ProfileRuntime] | None = None
+        # The Redis shared with other proxies (shared_state), while the app runs.
+        self.fleet: Fleet | None = None
 
     @property
     def profiles(self) -> dict[str, ProfileRuntime]:
@@ -51,6 +56,11 @@ class ProxyApp:
         """Each profile's credentials, connection pool and forwarder, closed on the way out."""
         operations = OperationIndex()
         async with AsyncExitStack() as stack:
+            if self.settings.shared_state.redis_url is not None:
+                # Made here, in the running loop: its connections belong to this loop.
+                fleet = Fleet(self.settings.shared_state, self.metrics.registry, self._clock)
+                stack.push_async_callback(fleet.close)
+                self.fleet = fleet
             runtimes = {}
             for name, profile in self.settings.all_profiles.items():
                 runtimes[name] = await stack.enter_async_context(
@@ -62,6 +72,7 @@ class ProxyApp:
                         self._clock,
                         self.redactor,
                         self._sleep,
+                        self.fleet,
                     )
                 )
             self._profiles = runtimes
@@ -69,6 +80,7 @@ class ProxyApp:
                 yield
             finally:
                 self._profiles = None
+                self.fleet = None
 
 
 def create_app(
@@ -81,7 +93,12 @@ def create_app(
 
 
 def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
-    secrets = [settings.listen.auth_token]
+    shared = settings.shared_state
+    secrets = [settings.listen.auth_token, shared.redis_url, shared.encryption_key]
+    if shared.redis_url is not None:
+        # The password alone too: a library's message may quote it without the rest of the URL.
+        password = urlsplit(shared.redis_url.reveal()).password
+        secrets.append(Secret(password) if password else None)
     for profile in settings.all_profiles.values():
         secrets += [profile.lwa.client_secret, profile.lwa.refresh_token]
         if profile.aws is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
+from proxy.fleet.runtime import DEGRADED
+from proxy.fleet.store import OnError
 from proxy.server.answers import Answer
 from proxy.server.app import ProxyApp
 
@@ -27,11 +29,18 @@ async def health(app: ProxyApp) -> Answer:
 
 async def ready(app: ProxyApp) -> Answer:
     problems: list[str] = []
+    shared: dict[str, str] = {}
+    if app.fleet is not None:
+        # Degraded with on_error local still serves (200); with refuse every request gets 503,
+        # so the replica is not ready.
+        status = shared["shared_state"] = await app.fleet.status()
+        if status == DEGRADED and app.fleet.state.on_error is OnError.REFUSE:
+            problems.append("shared_state: Redis unavailable and on_error is refuse")
     for runtime in app.profiles.values():
         problems += await runtime.credentials.readiness(READY_TIMEOUT_S)
     if problems:
-        return json_answer({"status": "not ready", "reasons": problems}, status=503)
-    return json_answer({"status": "ready"})
+        return json_answer({"status": "not ready", "reasons": problems, **shared}, status=503)
+    return json_answer({"status": "ready", **shared})
 
 
 async def metrics(app: ProxyApp) -> Answer:

@@ -32,6 +32,7 @@ CLIENT_SECRET = "fleet-client-secret-never-logged"
 REFRESH_TOKEN = "Atzr|fleet-refresh-token-never-logged"
 ENCRYPTION_KEY = "fleet-encryption-key-0123456789abcdef"
 TOKEN_PREFIX = "Atza|fleet-access-token-"
+RDT_PREFIX = "Atz.sprdt|fleet-rdt-"
 # The sandbox's plan, which the proxy applies to every operation with upstream.sandbox on.
 RATE, BURST = 5.0, 15
 JITTER_S = 0.1
@@ -55,6 +56,7 @@ class FakeAmazon:
 
     lwa_delay_s: float = 0.3
     lwa_calls: int = 0
+    rdt_calls: int = 0
     arrivals: list[float] = field(default_factory=list)  # monotonic times of SP-API calls
     refused: list[float] = field(default_factory=list)  # times it answered 429
     answer_429s: int = 0  # the next this many SP-API calls get 429 whatever the bucket
@@ -65,7 +67,20 @@ class FakeAmazon:
         app = web.Application()
         app.router.add_post("/auth/o2/token", self.token)
         app.router.add_get("/orders/v0/orders", self.orders)
+        app.router.add_post("/tokens/2021-03-01/restrictedDataToken", self.rdt)
+        app.router.add_get("/orders/v0/orders/{order}/address", self.address)
         return app
+
+    async def rdt(self, request: web.Request) -> web.Response:
+        self.rdt_calls += 1
+        await asyncio.sleep(self.lwa_delay_s)
+        document = {"restrictedDataToken": f"{RDT_PREFIX}{self.rdt_calls}", "expiresIn": 3600}
+        return web.json_response(document)
+
+    async def address(self, request: web.Request) -> web.Response:
+        if not request.headers.get("x-amz-access-token", "").startswith(RDT_PREFIX):
+            return web.json_response({"errors": [{"code": "Unauthorized"}]}, status=403)
+        return web.json_response({"payload": {"ShippingAddress": {"City": "Seattle"}}})
 
     async def token(self, request: web.Request) -> web.Response:
         self.lwa_calls += 1
@@ -190,7 +205,8 @@ shared_state:
     for proxy in started:
         output, _ = await asyncio.wait_for(proxy.process.communicate(), timeout=30)
         proxy.log += output
-        for secret in (CLIENT_SECRET, REFRESH_TOKEN, ENCRYPTION_KEY, REDIS_PASSWORD, TOKEN_PREFIX):
+        secrets = (CLIENT_SECRET, REFRESH_TOKEN, ENCRYPTION_KEY, REDIS_PASSWORD, TOKEN_PREFIX)
+        for secret in (*secrets, RDT_PREFIX):
             assert secret.encode() not in proxy.log, f"a secret in the log of :{proxy.port}"
 
 
@@ -345,3 +361,18 @@ async def test_two_workers_on_redis_share_the_bucket_instead_of_halving_it(
     # Split 1/N, two workers would each stop at 7 (15 / 2); sharing, they stop at 15 together.
     assert BURST <= sent <= BURST + 2
     assert not fake.refused
+
+
+async def test_the_same_rdt_asked_on_three_proxies_is_one_tokens_api_call(
+    amazon: tuple[FakeAmazon, str], redis_server: RedisServer, start_fleet: StartFleet
+) -> None:
+    fake, url = amazon
+    proxies = await start_fleet(url, redis_server, 3, prefix="one-rdt")
+    address = "/orders/v0/orders/902-1234567-1234567/address"
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(*(get(session, proxy, address) for proxy in proxies))
+    assert [answer.status for answer in answers] == [200] * 3
+    assert fake.rdt_calls == 1
+    keys = redis_server.command(b"KEYS", b"one-rdt:*")
+    assert b":rdt:" in keys
+    assert b"902-1234567" not in keys  # the path is hashed

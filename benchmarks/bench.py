@@ -13,6 +13,7 @@ connection count, plus one direct run against the upstream, and prints one line 
     python -m benchmarks.bench --requests-for-rss 100000
     python -m benchmarks.bench --quick --profile /tmp/proxy-profile.txt
     python -m benchmarks.bench --quick --baseline main~3   # an earlier commit as a 4th subject
+    python -m benchmarks.bench --quick --redis     # + the proxy with shared state on a local Redis
 
 Run it from the repository root with the project's virtualenv. Everything it starts is ended
 by PID when it finishes, fails or is interrupted.
@@ -25,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+import redis
+from prometheus_client import CollectorRegistry
 
 from benchmarks import reference_proxy, upstream
 from benchmarks.loadgen import LoadError, LoadGenerator, LoadResult, ensure_wrk
@@ -55,6 +60,7 @@ from benchmarks.report import (
     BASELINE,
     DIRECT,
     PROXY,
+    REDIS,
     REFERENCE,
     MachineShare,
     Run,
@@ -62,6 +68,9 @@ from benchmarks.report import (
     progress_line,
 )
 from benchmarks.signcheck import parse_echo, signature_problem
+from proxy.config.load import load_settings
+from proxy.fleet.runtime import Fleet
+from proxy.forwarding.operations import OperationIndex
 
 REPO = Path(__file__).resolve().parents[1]
 SUBJECT_CORE, LOAD_CORE = 0, 1
@@ -94,6 +103,7 @@ class Options:
     unpinned: bool = False
     proxy_set: tuple[tuple[str, str, object], ...] = ()
     baseline: str | None = None
+    redis: bool = False
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -137,6 +147,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="also run the proxy as of git commit REF (same config, same core), measured in "
         "turn with the others, to compare two versions in one run",
     )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="also run the proxy with shared_state on a local redis-server (rate limits on, "
+        "the bucket's rate set out of reach), measured in turn with the others",
+    )
     args = parser.parse_args(argv)
     connections = tuple(int(c) for c in args.connections.split(","))
     if args.requests_for_rss is not None and args.requests_for_rss <= RSS_FIRST:
@@ -155,6 +171,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         unpinned=args.unpinned,
         proxy_set=tuple(args.proxy_set),
         baseline=args.baseline,
+        redis=args.redis,
     )
 
 
@@ -190,6 +207,8 @@ class Bench:
         self.load: LoadGenerator | None = None
         self.subjects: dict[str, Subject] = {}
         self.proxy_pinned = True
+        self.redis_port: int | None = None
+        self.redis_calls: dict[int, list[float]] = {}  # connections -> EVALSHA per request
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -200,6 +219,8 @@ class Bench:
         self.subjects[PROXY] = self._start_proxy(upstream_url)
         if self.options.baseline:
             self.subjects[BASELINE] = self._start_baseline(self.options.baseline)
+        if self.options.redis:
+            self.subjects[REDIS] = self._start_redis_subject()
         self.subjects[REFERENCE] = self._start_reference(upstream_url)
 
     def _load_generator(self) -> LoadGenerator:
@@ -281,6 +302,55 @@ class Bench:
         wait_for_http(base + "/_proxy/health", entry)
         self.notes.append(f"baseline: the proxy as of {ref} ({rev_parse(ref)}), same config")
         return Subject(BASELINE, base, entry)
+
+    def _start_redis_subject(self) -> Subject:
+        """The proxy's config plus rate limits and shared_state on a redis-server of its own
+        (on the load's core: Redis's CPU is not the proxy's). The operation's bucket is given
+        a rate of a million a second in Redis, so no request waits: what is measured is the
+        cost of asking Redis on every request, not Amazon's quota."""
+        server = shutil.which("redis-server")
+        if server is None:
+            raise BenchError("--redis needs redis-server (apt-get install redis-server)")
+        self.redis_port = free_port()
+        command = [server, "--port", str(self.redis_port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.group.spawn("redis-server", command, LOAD_CORE)
+        client = redis.Redis(port=self.redis_port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise BenchError("redis-server did not start") from None
+                time.sleep(0.05)
+        settings = json.loads((self.directory / "proxy.yaml").read_text())
+        port = free_port()
+        settings["listen"]["port"] = port
+        settings["rate_limits"] = {"enabled": True}
+        settings["shared_state"] = {
+            "redis_url": f"redis://127.0.0.1:{self.redis_port}/0",
+            "encryption_key": "bench-shared-state-key-0123456789",
+        }
+        config = self.directory / "redis-subject.yaml"
+        write_private(config, json.dumps(settings))
+        core = SUBJECT_CORE if self.proxy_pinned else None
+        command = [proxy_command(), "run", "--config", str(config)]
+        entry = self.group.spawn(REDIS, command, core, env=clean_env())
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(base + "/_proxy/health", entry)
+        client.hset(bucket_key(config), "learned", 1e6)
+        self.notes.append(
+            f"redis: the proxy with shared_state on redis-server {redis_version()} (Redis on "
+            "the load's core), rate_limits on, the bucket's rate set to 10^6/s so none waits"
+        )
+        return Subject(REDIS, base, entry)
+
+    def redis_evalsha_calls(self) -> int:
+        assert self.redis_port is not None
+        stats = redis.Redis(port=self.redis_port).info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
     def _accepted_settings(self, config: Path, settings: Settings) -> Settings:
         """`settings` plus the optional keys this proxy's `check-config` accepts.
@@ -364,7 +434,7 @@ class Bench:
 
     def measure(self) -> Summary:
         summary = Summary([])
-        measured = [name for name in (PROXY, BASELINE, REFERENCE) if name in self.subjects]
+        measured = [name for name in (PROXY, BASELINE, REDIS, REFERENCE) if name in self.subjects]
         for name in measured:
             self.run(self.subjects[name], max(self.options.connections), self.options.warmup_s)
         for connections in self.options.connections:
@@ -377,15 +447,19 @@ class Bench:
     def measured(self, name: str, connections: int) -> Run:
         subject = self.subjects[name]
         pid = subject.pid
-        follows_proxy = name in (PROXY, BASELINE)
+        follows_proxy = name in (PROXY, BASELINE, REDIS)
         core = (
             SUBJECT_CORE if (name != DIRECT and (not follows_proxy or self.proxy_pinned)) else None
         )
         cpu_before = cpu_seconds(pid) if pid else 0.0
+        calls_before = self.redis_evalsha_calls() if name == REDIS else 0
         cores_before = core_times()
         started = time.monotonic()
         load = self.run(subject, connections, self.options.seconds)
         wall = time.monotonic() - started
+        if name == REDIS and load.requests:
+            calls = self.redis_evalsha_calls() - calls_before
+            self.redis_calls.setdefault(connections, []).append(calls / load.requests)
         cores_after = core_times()
         cpu_used = (cpu_seconds(pid) - cpu_before) if pid else 0.0
         watched = core if core is not None else LOAD_CORE
@@ -442,6 +516,20 @@ class Bench:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def bucket_key(config: Path) -> str:
+    """The Redis key of the benchmark's operation's bucket, as the proxy names it."""
+    settings = load_settings(str(config), {})
+    op = OperationIndex().match("GET", TARGET.partition("?")[0])
+    assert op is not None
+    fleet = Fleet(settings.shared_state, CollectorRegistry())
+    return fleet.keys(settings.default_profile).bucket(op.api, op.name)
+
+
+def redis_version() -> str:
+    found = run_quiet(["redis-server", "--version"], 10).stdout.split()
+    return next((word[2:] for word in found if word.startswith("v=")), "?")
 
 
 def proxy_settings(port: int, upstream_url: str) -> Settings:
@@ -522,6 +610,14 @@ def rev_parse(ref: str) -> str:
     return found.stdout.strip() or "unknown"
 
 
+def redis_call_lines(calls: dict[int, list[float]]) -> list[str]:
+    return [
+        f"c={c} Redis EVALSHA calls per request (redis): {statistics.median(per):.2f} "
+        "(pipelined: calls made while a batch is on its way share the next round trip)"
+        for c, per in sorted(calls.items())
+    ]
+
+
 def interrupt_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -542,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lines = bench.rss_growth(options.requests_for_rss)
         else:
             lines = bench.measure().lines(options.connections)
+            lines += redis_call_lines(bench.redis_calls)
         if options.profile:
             assert bench.load is not None
             proxy = bench.subjects[PROXY]

@@ -10,6 +10,7 @@ from benchmarks.loadgen import LoadResult
 
 PROXY, REFERENCE, DIRECT = "proxy", "reference", "direct"
 BASELINE = "baseline"  # an earlier commit of the proxy (--baseline REF)
+REDIS = "redis"  # the proxy with shared state on a local Redis (--redis)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,32 @@ class Summary:
             lines += self.throughput_lines(c)
         lines += self.latency_lines(connection_counts)
         lines += self.resource_lines(connection_counts)
+        if any(r.subject == REDIS for r in self.runs):
+            lines += self.redis_lines(connection_counts)
+        return lines
+
+    def redis_lines(self, connection_counts: Sequence[int]) -> list[str]:
+        """What shared state on Redis costs: the proxy with it against the proxy without."""
+        lines = []
+        for c in connection_counts:
+            with_redis = self.median(REDIS, c, lambda r: r.load.rps)
+            alone = self.median(PROXY, c, lambda r: r.load.rps)
+            target = " (target: at least 0.70)" if c == 32 else ""
+            lines.append(
+                f"c={c} redis req/s: {fmt(with_redis)}; ratio redis/proxy: "
+                f"{fmt(ratio(with_redis, alone), 2)}{target}"
+            )
+            lines.append(
+                f"c={c} CPU per request redis/proxy: {fmt(self.median(REDIS, c, cpu))} / "
+                f"{fmt(self.median(PROXY, c, cpu))} µs"
+            )
+        if 1 in connection_counts:
+            with_redis, alone = self.median(REDIS, 1, p50), self.median(PROXY, 1, p50)
+            if with_redis is not None and alone is not None:
+                lines.append(
+                    f"c=1 p50 added by shared state: {with_redis - alone:.2f} ms "
+                    "(redis minus proxy; target: at most 0.15 ms)"
+                )
         return lines
 
     def throughput_lines(self, c: int) -> list[str]:

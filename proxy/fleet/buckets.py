@@ -18,11 +18,13 @@ at most ``burst + rate x elapsed`` requests leave for Amazon whatever N is.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from typing import Any, NamedTuple
 
 from cachetools import TTLCache
-from redis.exceptions import NoScriptError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
 from proxy.fleet.store import REDIS_ERRORS, SharedState, SharedStateDown
 from proxy.forwarding.ratelimit import Reservation
@@ -72,18 +74,27 @@ RESEND_LEARNED_S = 600.0
 class SharedBuckets:
     """The fleet's buckets. Every method raises :class:`SharedStateDown` when Redis can't answer.
 
-    Calls made in the same turn of the event loop go to Redis together, pipelined: under load
-    many requests share one round trip (and the client's per-command cost, which dominates),
-    while a lone request goes at once on its own.
+    The calls go over one connection of their own, pipelined: a call made while a batch is on
+    its way waits for the next batch, which leaves as soon as the previous one is answered. A
+    lone request goes at once; under load many share one round trip and one write, and the
+    client's per-command layers (pool, retries, a timeout task per read) are skipped, as they
+    cost more per call than Redis does. Instead one watchdog, armed while calls come, cuts a
+    batch that has waited longer than ``timeout_s``.
     """
 
     def __init__(self, state: SharedState, max_keys: int = 10_000) -> None:
         self._state = state
-        self._script = state.client.register_script(BUCKET_SCRIPT)
+        self._timeout_s = state.timeout_s
+        self._sha = hashlib.sha1(BUCKET_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis's name
         # The last learned rate each bucket was told, so an answer repeating it costs nothing.
         self._told: TTLCache[str, float] = TTLCache(maxsize=max_keys, ttl=RESEND_LEARNED_S)
         self._pending: list[_Call] = []
-        self._flushes: set[asyncio.Task[None]] = set()  # referenced until done
+        self._sender: asyncio.Task[None] | None = None  # sends batches while calls are pending
+        self._connection: AbstractConnection | None = None
+        self._batch_since: float | None = None  # loop time the batch in flight was sent
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._busy = False  # a batch was sent since the watchdog's last look
+        self._cut = False  # the watchdog cancelled the sender: a timeout, not a shutdown
 
     async def reserve(
         self, key: str, rate_per_s: float, burst: float, max_wait_s: float
@@ -107,6 +118,14 @@ class SharedBuckets:
         """Amazon answered 429: the bucket is empty there, and nothing leaves for ``delay_s``."""
         await self._run(key, THROTTLED, rate_per_s, burst, delay_s)
 
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._sender is not None:
+            self._sender.cancel()
+        await self._drop_connection()
+
     async def _run(
         self, key: str, mode: str, rate_per_s: float, burst: float, argument: float
     ) -> tuple[int, int]:
@@ -117,29 +136,57 @@ class SharedBuckets:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[tuple[int, int]] = loop.create_future()
         self._pending.append(_Call(key, (mode, rate_per_s, burst, argument), reply))
-        if len(self._pending) == 1:
-            # Runs after this turn of the loop: every call made meanwhile joins the batch.
-            flush = loop.create_task(self._flush())
-            self._flushes.add(flush)
-            flush.add_done_callback(self._flushes.discard)
+        if self._sender is None:
+            # Starts after this turn of the loop: every call made meanwhile joins its batch.
+            self._sender = loop.create_task(self._send_pending())
+            if self._watchdog is None:
+                self._watchdog = loop.call_later(self._timeout_s / 4, self._watch)
         return await reply
 
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        state = self._state
+    async def _send_pending(self) -> None:
+        batch: list[_Call] = []
         try:
-            if len(batch) == 1:
-                # EVALSHA; after a Redis restart or SCRIPT FLUSH the client loads the script.
-                call = batch[0]
-                replies: list[Any] = [await self._script(keys=[call.key], args=call.args)]
-            else:
-                replies = await self._pipelined(batch)
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._send_batch(batch)
+        except asyncio.CancelledError:
+            if not self._cut:
+                raise  # closing
+            # The watchdog's verdict: Redis did not answer within timeout_s. The calls queued
+            # behind the batch would wait as long again: they fail with it.
+            self._cut = False
+            await self._drop_connection()
+            self._fail([*batch, *self._pending], TimeoutError())
+            self._pending = []
+        finally:
+            self._sender = None
+            self._batch_since = None
+
+    def _watch(self) -> None:
+        """Every timeout_s / 4 while calls come: cut a batch older than timeout_s."""
+        loop = asyncio.get_running_loop()
+        since, sender = self._batch_since, self._sender
+        if since is not None and sender is not None and loop.time() - since > self._timeout_s:
+            self._cut = True
+            sender.cancel()
+        if self._busy or sender is not None:
+            self._busy = False
+            self._watchdog = loop.call_later(self._timeout_s / 4, self._watch)
+        else:
+            self._watchdog = None  # idle: the next call arms it again
+
+    async def _send_batch(self, batch: list[_Call]) -> None:
+        state = self._state
+        self._busy = True
+        self._batch_since = asyncio.get_running_loop().time()
+        try:
+            replies = await self._exchange_with_retry(batch)
         except REDIS_ERRORS as error:
-            down = state.failed(error)
-            for call in batch:
-                if not call.reply.done():  # a caller that gave up has cancelled its reply
-                    call.reply.set_exception(down)
+            await self._drop_connection()
+            self._fail(batch, error)
             return
+        finally:
+            self._batch_since = None
         state.succeeded()
         for call, reply in zip(batch, replies, strict=True):
             if call.reply.done():
@@ -149,31 +196,62 @@ class SharedBuckets:
             else:
                 call.reply.set_result((int(reply[0]), int(reply[1])))
 
-    async def _pipelined(self, batch: list[_Call]) -> list[Any]:
-        """One round trip for the batch; the calls Redis answered NOSCRIPT are sent again
-        once the script is loaded (the others ran, and must not take a second token)."""
-        replies: list[Any] = [None] * len(batch)
-        todo = list(range(len(batch)))
-        for attempt in range(2):
-            pipe = self._state.client.pipeline(transaction=False)
-            for index in todo:
-                call = batch[index]
-                pipe.evalsha(self._script.sha, 1, call.key, *call.args)
-            answers = await pipe.execute(raise_on_error=False)
-            for index, answer in zip(todo, answers, strict=True):
-                replies[index] = answer
-            todo = [i for i, answer in zip(todo, answers, strict=True) if _no_script(answer)]
-            if not todo or attempt:
-                break
-            self._script.sha = await self._state.client.script_load(BUCKET_SCRIPT)
+    def _fail(self, calls: list[_Call], error: BaseException) -> None:
+        down = self._state.failed(error)
+        for call in calls:
+            if not call.reply.done():  # a caller that gave up has cancelled its reply
+                call.reply.set_exception(down)
+
+    async def _exchange_with_retry(self, batch: list[_Call]) -> list[Any]:
+        """The batch's replies; once more on a new connection if the old one was closed (Redis
+        restarted). A batch that ran but whose replies were lost runs twice: that spends tokens
+        twice, never sends more."""
+        try:
+            return await self._exchange_loading_script(batch)
+        except ConnectionError:
+            await self._drop_connection()
+            return await self._exchange_loading_script(batch)
+
+    async def _exchange_loading_script(self, batch: list[_Call]) -> list[Any]:
+        """The calls Redis answered NOSCRIPT (after a restart or SCRIPT FLUSH) are sent again
+        once the script is loaded; the others ran, and must not take a second token."""
+        replies = await self._exchange(batch)
+        missing = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            await self._state.client.script_load(BUCKET_SCRIPT)
+            again = await self._exchange([batch[index] for index in missing])
+            for index, reply in zip(missing, again, strict=True):
+                replies[index] = reply
         return replies
+
+    async def _exchange(self, calls: list[_Call]) -> list[Any]:
+        """One write of every call, then their replies in order (each read bounded by the
+        connection's socket timeout)."""
+        connection = self._connection
+        if connection is None:
+            # A connection like the pool's (same address, password, TLS and connect timeout)
+            # but with no read timeout of its own: the watchdog bounds the batch instead.
+            pool = self._state.client.connection_pool
+            options = {**pool.connection_kwargs, "socket_timeout": None}
+            # Connected (and authenticated) by its first send.
+            connection = self._connection = pool.connection_class(**options)
+        commands = [("EVALSHA", self._sha, 1, call.key, *call.args) for call in calls]
+        await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in calls:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # one script's error; the others' replies follow
+                replies.append(error)
+        return replies
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
 
 
 class _Call(NamedTuple):
     key: str
     args: tuple[str, float, float, float]
     reply: asyncio.Future[tuple[int, int]]
-
-
-def _no_script(answer: object) -> bool:
-    return isinstance(answer, NoScriptError)

@@ -78,6 +78,7 @@ class Fleet:
         return OK if state.healthy else DEGRADED
 
     async def close(self) -> None:
+        await self.buckets.close()
         await self.state.close()
 
 

@@ -53,6 +53,7 @@ class SharedState:
         client: Redis,
         key_prefix: str,
         on_error: OnError,
+        timeout_s: float,
         location: str = "redis",
         clock: Clock = time.monotonic,
         on_health: Callable[[bool], None] | None = None,
@@ -60,6 +61,7 @@ class SharedState:
         self.client = client
         self.key_prefix = key_prefix
         self.on_error = on_error
+        self.timeout_s = timeout_s  # one call's bound
         self.location = location  # for log lines: host, port and database, never a password
         self.healthy = True
         self._clock = clock
@@ -87,7 +89,9 @@ class SharedState:
             # a failure the next request after RETRY_INTERVAL_S tries again.
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         )
-        return cls(client, key_prefix, on_error, location_of(redis_url), clock, on_health)
+        return cls(
+            client, key_prefix, on_error, timeout_s, location_of(redis_url), clock, on_health
+        )
 
     def usable(self) -> bool:
         """False while a recent failure says Redis is down; True for the one caller that probes."""

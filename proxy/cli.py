@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="the proxy in front of the offline emulator; no credentials needed"
     )
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="proxy listen address (default 127.0.0.1; 0.0.0.0 in a container); no token needed",
+    )
     demo.add_argument("--port", type=port_number, default=8000, help="proxy port (default 8000)")
     add_emulator_arguments(demo)
 
@@ -120,7 +125,16 @@ def load_or_explain(args: argparse.Namespace) -> Settings | None:
         return load(args)
     except ConfigError as error:
         print(f"spapi-proxy: {error}", file=sys.stderr)
+        if args.command == "run" and error.key.startswith("lwa."):
+            print(NO_CREDENTIALS_HINT, file=sys.stderr)
         return None
+
+
+# A first `spapi-proxy run` usually fails on the missing LWA credentials: say where to go next.
+NO_CREDENTIALS_HINT = (
+    "No SP-API credentials yet? `spapi-proxy demo` runs the proxy in front of an offline "
+    "emulator with none; the README's Configuration section says which values `run` needs."
+)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -197,7 +211,7 @@ def demo(args: argparse.Namespace) -> int:
     redactor = Redactor()
     configure_logging(args.log_level, redactor)
     try:
-        asyncio.run(serve_demo(args.port, args.models, redactor=redactor))
+        asyncio.run(serve_demo(args.port, args.models, redactor=redactor, host=args.host))
     except DemoError as error:
         print(f"spapi-proxy demo: {error}", file=sys.stderr)
         return EXIT_FAILURE

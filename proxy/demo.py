@@ -4,6 +4,10 @@ The emulator listens on a private, OS-assigned loopback port and plays Amazon: L
 token, STS the temporary keys, and the sandbox checks both (SigV4 included) on every request.
 The proxy is configured in code with the emulator's demo credentials, so nothing is needed
 from the user's environment.
+
+`--host` may be any address (0.0.0.0 in a container) and no client key is asked for: the demo
+holds only the emulator's published credentials and reaches only the emulator, on loopback in
+this same process, so a caller from elsewhere can spend no quota and learn no secret.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from proxy.server.run import start_server
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 DEFAULT_PORT = 8000
 # The emulator's STS accepts any well-formed role ARN; this one only names what it stands for.
 DEMO_ROLE_ARN = "arn:aws:iam::123456789012:role/spapi-emulator"
@@ -48,10 +53,17 @@ class DemoError(Exception):
     """The demo could not start; the message says why in words the user can act on."""
 
 
-def demo_settings(emulator_url: str, emulator: EmulatorConfig, port: int) -> Settings:
+def demo_settings(
+    emulator_url: str, emulator: EmulatorConfig, port: int, host: str = HOST
+) -> Settings:
     """The proxy's settings: LWA, STS and SP-API all at the emulator, signing on."""
     return Settings(
-        listen=ListenSettings(host=HOST, port=port, drain_timeout_s=DRAIN_TIMEOUT_S),
+        listen=ListenSettings(
+            host=host,
+            port=port,
+            drain_timeout_s=DRAIN_TIMEOUT_S,
+            allow_unauthenticated=True,  # nothing to protect: see the module's docstring
+        ),
         upstream=UpstreamSettings(endpoint=emulator_url, timeout_s=10.0),
         lwa=LwaSettings(
             client_id=emulator.client_id,
@@ -74,6 +86,7 @@ async def serve_demo(
     *,
     redactor: Redactor | None = None,
     out: TextIO = sys.stdout,
+    host: str = HOST,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then drain and return. Raises DemoError if it can't start."""
     stop = asyncio.Event()
@@ -82,18 +95,19 @@ async def serve_demo(
         emulator = emulator_app[EMULATOR_STATE]
         async with serving_emulator(emulator_app) as emulator_port:
             emulator_url = f"http://{HOST}:{emulator_port}"
-            settings = demo_settings(emulator_url, emulator.config, port)
+            settings = demo_settings(emulator_url, emulator.config, port, host)
             # The same listener `spapi-proxy run` uses, limits and error shapes included.
             try:
                 proxy = await start_server(
-                    create_app(settings, redactor=redactor), HOST, port, DRAIN_TIMEOUT_S
+                    create_app(settings, redactor=redactor), host, port, DRAIN_TIMEOUT_S
                 )
             except OSError as error:
-                raise DemoError(cannot_listen("the proxy", HOST, port, error)) from None
+                raise DemoError(cannot_listen("the proxy", host, port, error)) from None
             try:
-                await check_ready(proxy.port)
+                await check_ready(local_address(host), proxy.port)
                 operations, cases = len(emulator.catalog), emulator.catalog.case_count
-                print(banner(proxy.port, emulator_url, operations, cases), file=out, flush=True)
+                text = banner(host, proxy.port, emulator_url, operations, cases)
+                print(text, file=out, flush=True)
                 await stop.wait()
                 logger.info("Stopping: letting in-flight requests finish")
             finally:
@@ -142,10 +156,19 @@ def cannot_listen(what: str, host: str, port: int, error: OSError) -> str:
     return f"{what} cannot listen on {host}:{port}: {error.strerror or type(error).__name__}."
 
 
-async def check_ready(port: int) -> None:
+def local_address(host: str) -> str:
+    """An address this machine can connect to the listener on (a wildcard is not one)."""
+    return WILDCARD_HOSTS.get(host, host)
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def check_ready(host: str, port: int) -> None:
     """Fetch the credentials once through the proxy's own ready check, so a broken set-up
     fails here with its reason rather than on the user's first request."""
-    url = f"http://{HOST}:{port}/_proxy/ready"
+    url = f"http://{url_host(host)}:{port}/_proxy/ready"
     timeout = aiohttp.ClientTimeout(total=READY_TIMEOUT_S)
     try:
         async with (
@@ -162,16 +185,25 @@ async def check_ready(port: int) -> None:
     raise DemoError("the proxy could not get credentials from the emulator: " + "; ".join(reasons))
 
 
-def banner(port: int, emulator_url: str, operations: int, cases: int) -> str:
+def banner(host: str, port: int, emulator_url: str, operations: int, cases: int) -> str:
+    exposure = (
+        []
+        if ListenSettings(host=host).is_loopback
+        else [
+            f"  Listening on {host}: reachable from other machines, without a client key "
+            "(the demo holds only the emulator's demo credentials)."
+        ]
+    )
     return "\n".join(
         [
-            f"spapi-proxy demo: the proxy on http://{HOST}:{port}, in front of the offline "
-            f"SP-API emulator at {emulator_url}",
+            f"spapi-proxy demo: the proxy on http://{url_host(host)}:{port}, in front of the "
+            f"offline SP-API emulator at {emulator_url}",
             f"  ({operations} operations, {cases} static cases; LWA token, STS AssumeRole and "
             "SigV4 signing all against the emulator, no Amazon credentials needed)",
+            *exposure,
             "Paste this in another terminal:",
             "",
-            f"curl 'http://{HOST}:{port}{SAMPLE_TARGET}'",
+            f"curl 'http://{url_host(local_address(host))}:{port}{SAMPLE_TARGET}'",
             "",
             "Press Ctrl+C to stop.",
         ]

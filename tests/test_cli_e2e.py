@@ -147,3 +147,17 @@ def test_python_dash_m_proxy_is_the_same_command() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("spapi-proxy ")
+
+
+def test_run_without_credentials_points_to_the_demo_and_the_readme() -> None:
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("LWA_", "SPAPI_PROXY_", "SPAPI_ROLE"))
+    }
+    result = run_cli("run", env=environment)
+    assert result.returncode == 2
+    assert "LWA_CLIENT_ID is not set" in result.stderr
+    assert "spapi-proxy demo" in result.stderr
+    assert "README" in result.stderr
+    assert "Traceback" not in result.stderr

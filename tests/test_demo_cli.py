@@ -133,6 +133,50 @@ async def test_demo_ignores_the_users_aws_profile() -> None:
         await read_until(process, "curl ")
 
 
+async def test_demo_on_another_host_serves_there_and_its_curl_line_works() -> None:
+    port = free_port()
+    async with spapi_proxy("demo", "--host", "127.0.0.2", "--port", str(port)) as process:
+        curl_line, _ = await read_until(process, "curl ")
+        url = shlex.split(curl_line)[1]
+        assert url.startswith(f"http://127.0.0.2:{port}/")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(yarl.URL(url, encoded=True)) as response,
+        ):
+            assert response.status == 200
+        await stop(process)
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route, if it has one (nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 9))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+async def test_demo_on_all_interfaces_needs_no_token_and_answers_from_outside() -> None:
+    # A container publishes the demo's port, so the demo must listen beyond loopback; it holds
+    # only the emulator's published credentials, so there is nothing a token would protect.
+    port = free_port()
+    async with spapi_proxy("demo", "--host", "0.0.0.0", "--port", str(port)) as process:
+        curl_line, lines = await read_until(process, "curl ")
+        url = shlex.split(curl_line)[1]
+        assert url.startswith(f"http://127.0.0.1:{port}/"), "a wildcard is not an address to curl"
+        assert "reachable from other machines" in "".join(lines)
+        outward = outward_address()
+        targets = [url] + ([url.replace("127.0.0.1", outward)] if outward else [])
+        async with aiohttp.ClientSession() as session:
+            for target in targets:
+                async with session.get(yarl.URL(target, encoded=True)) as response:
+                    assert response.status == 200, target
+        await stop(process)
+    assert process.returncode == 0
+
+
 def test_demo_with_a_missing_models_folder_exits_2() -> None:
     result = subprocess.run(
         [SCRIPT, "demo", "--models", "/nonexistent/spapi-models"],

@@ -9,11 +9,16 @@
 # and drives docker-compose.yml through `podman system service`. It installs what it needs itself
 # and stops and removes everything it started, by id, whatever happens.
 #
-# Steps: install tools, lint (shellcheck, hadolint, compose config -q for both compose setups,
-# yamllint), stand-in base image, build, image checks (user, size, no secret in history, config or
-# layers), guard check, emulator + proxy containers (getOrders TEST_CASE_200 through the proxy,
-# health status podman reports, uid inside, clean stop), compose stack (example client answered
-# through the proxy by service name).
+# Steps: install tools, lint (shellcheck, hadolint, compose config -q for the three compose
+# setups, yamllint), stand-in base image, build, image checks (user, size, no secret in history,
+# config or layers), guard check, emulator + proxy containers (getOrders TEST_CASE_200 through
+# the proxy, health status podman reports, uid inside, clean stop), compose stack (example client
+# answered through the proxy by service name).
+#
+# The fleet setup (docker-compose.fleet.yml: Redis, three replicas, the emulator) is linted, not
+# run: its Redis is a registry image this script can't pull, and a stand-in would have to be
+# built from Debian's redis-server package the way the base image is. The fleet itself is run by
+# the test suite (tests/test_fleet_e2e.py: several `spapi-proxy run` processes, a real Redis).
 #
 # Settings (environment):
 #   SPAPI_SMOKE_CACHE_DIR     cache for the base rootfs tarball and pip (/var/cache/spapi-proxy-smoke)
@@ -246,10 +251,13 @@ lint() {
     SPAPI_AMAZON_ENV_FILE=amazon.env.example \
         "${DOCKER_COMPOSE[@]}" -f docker/docker-compose.yml -f docker/docker-compose.amazon.yml config -q
     log "    docker compose ... -f docker/docker-compose.amazon.yml config -q: clean"
+    "${DOCKER_COMPOSE[@]}" -f docker/docker-compose.fleet.yml config -q
+    log "    docker compose -f docker/docker-compose.fleet.yml config -q: clean"
     "$WORK/tools/bin/yamllint" -s -d '{extends: default, rules: {line-length: {max: 200},
         document-start: disable, truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}}}' \
-        docker/docker-compose.yml docker/docker-compose.amazon.yml docker/k8s-sidecar.yaml
-    log "    yamllint docker/*.yml docker/k8s-sidecar.yaml: clean"
+        docker/docker-compose.yml docker/docker-compose.amazon.yml docker/docker-compose.fleet.yml \
+        docker/k8s-sidecar.yaml docker/k8s-fleet.yaml
+    log "    yamllint docker/*.yml docker/k8s-*.yaml: clean"
 }
 
 apt_mirror() {

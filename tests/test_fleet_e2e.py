@@ -248,6 +248,11 @@ async def ready(session: aiohttp.ClientSession, proxy: Proxy) -> tuple[int, dict
         return response.status, json.loads(await response.read())
 
 
+async def metrics(session: aiohttp.ClientSession, proxy: Proxy) -> str:
+    async with session.get(f"{proxy.base}/_proxy/metrics") as response:
+        return (await response.read()).decode()
+
+
 async def test_four_proxies_send_amazon_no_more_than_one_bucket_allows(
     amazon: tuple[FakeAmazon, str], redis_server: RedisServer, start_fleet: StartFleet
 ) -> None:
@@ -323,12 +328,16 @@ async def test_redis_stopped_local_serves_refuse_503s_and_both_are_shared_again_
             200,
             {"status": "ready", "shared_state": "degraded"},
         )
+        assert "spapi_proxy_shared_state_degraded 1.0" in await metrics(session, local)
+        status, document = await ready(session, refuse)
+        assert (status, document["shared_state"]) == (503, "degraded")
 
         own_redis_server.start()
         await asyncio.sleep(1.5)  # past the interval in which a down Redis is left alone
         after = [await get(session, proxy) for proxy in (local, refuse, local, refuse)]
         assert [answer.status for answer in after[2:]] == [200, 200]
         assert await ready(session, local) == (200, {"status": "ready", "shared_state": "ok"})
+        assert "spapi_proxy_shared_state_degraded 0.0" in await metrics(session, local)
     assert fake.lwa_calls >= 1
 
 

@@ -43,7 +43,9 @@ class ListenSettings:
     allow_unauthenticated: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     drain_timeout_s: float = 10.0
-    workers: int = 1  # processes sharing the port (SO_REUSEPORT); each fetches its own tokens
+    # Processes sharing the port (SO_REUSEPORT); each fetches its own tokens, unless they share
+    # them (and their buckets) through shared_state.
+    workers: int = 1
     busy_poll_us: int = 50  # spin this long before the event loop sleeps (server/eventloop.py)
     header_timeout_s: float = 10.0  # a request head must be complete within this
     keepalive_timeout_s: float = 15.0  # an idle keep-alive connection closes after this

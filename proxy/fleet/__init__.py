@@ -9,4 +9,8 @@ proxies for one seller must spend one quota between them and need one LWA token,
 - :mod:`proxy.fleet.buckets`: the token buckets, one Lua script call per request.
 - :mod:`proxy.fleet.tokens`: LWA tokens, grantless tokens and RDTs, encrypted, fetched by one
   replica at a time.
+- :mod:`proxy.fleet.limiter` and :mod:`proxy.fleet.credentials`: what a profile's forwarder and
+  credential store use (the forwarding and credentials packages' protocols), with the fallback
+  to the process's own buckets and tokens, or the refusal, when Redis can't answer.
+- :mod:`proxy.fleet.runtime`: the process's one Redis client and the above for each profile.
 """

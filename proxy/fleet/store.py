@@ -147,9 +147,6 @@ class SharedState:
             "shared_state.on_error to local to serve without it.",
         )
 
-    def key(self, *parts: str) -> str:
-        return ":".join((self.key_prefix, *parts))
-
     async def close(self) -> None:
         await self.client.aclose()
 

@@ -9,10 +9,11 @@ takes the token at once, so concurrent callers queue in order; the caller awaits
 
 Several worker processes (``listen.workers: N``) *split* the quota: each worker's buckets get
 ``share = 1/N`` of the rate and burst, so together they can never exceed Amazon's bucket.
-Sharing one bucket instead would need a lock in shared memory or an external store on every
-request (latency, and a new way to fail) for a gain only under lopsided load: when one worker
-has all of an operation's traffic it gets 1/N of the quota and throttles early, which is safe
-(the proxy's own 429 never costs Amazon quota) rather than fast.
+Sharing one bucket needs an external store on every request (a round trip, and a new way to
+fail): that is ``shared_state`` (Redis, ``proxy/fleet/``), behind :class:`SharedQuota` below,
+for workers and for proxies on other machines alike. Without it, when one worker has all of an
+operation's traffic it gets 1/N of the quota and throttles early, which is safe (the proxy's
+own 429 never costs Amazon quota) rather than fast.
 """
 
 from __future__ import annotations

@@ -26,15 +26,17 @@ from typing import Literal, TextIO
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from redis.exceptions import AuthenticationError
 from yarl import URL
 
 from proxy.config.environment import config_path_from
 from proxy.config.errors import ConfigError
 from proxy.config.load import load_settings
-from proxy.config.settings import DEFAULT_PROFILE, Profile, Settings
+from proxy.config.settings import DEFAULT_PROFILE, Profile, Settings, SharedStateSettings
 from proxy.credentials.lwa import LWA_HINTS, LwaTokenSource
 from proxy.credentials.sts import CHAIN_REREAD_S, AwsCredentialSource
 from proxy.errors import CredentialError, LwaRejected
+from proxy.fleet.store import REDIS_ERRORS, OnError, SharedState, location_of
 from proxy.forwarding.diagnosis import BODY_HEAD_BYTES, HINT_HEADER, LWA, Exchange, hint_for
 from proxy.forwarding.headers import PROFILE_HEADER
 from proxy.observability.redact import Redactor
@@ -53,6 +55,7 @@ PROXY_ERROR_HEADER = "x-spapi-proxy-error"
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 MAX_QUOTED_CHARS = 200  # of a message quoted from an error body
 UPSTREAM = "SP-API call"
+SHARED_STATE = "shared state"
 
 Verdict = Literal["ok", "FAIL", "skip"]
 
@@ -128,6 +131,8 @@ async def run_doctor(
     names = ", ".join(profiles)
     count = f"{len(profiles)} profile{'' if len(profiles) == 1 else 's'}"
     report.add(Check("ok", "config", f"{config_source}: {count} ({names})"))
+    if settings.shared_state.redis_url is not None:
+        report.add(await check_shared_state(settings.shared_state))
     async with local_proxy(settings, redactor) as proxy:
         for profile in profiles.values():
             await check_profile(profile, settings, proxy, report, redactor)
@@ -152,6 +157,45 @@ async def check_profile(
 
 def skip(profile: Profile, subject: str, text: str) -> Check:
     return Check("skip", subject, text, profile.name)
+
+
+# --- shared state -----------------------------------------------------------------------------
+
+
+async def check_shared_state(shared: SharedStateSettings) -> Check:
+    """One PING to the Redis the proxies share, named by host, port and database only."""
+    assert shared.redis_url is not None
+    url = shared.redis_url.reveal()
+    where = location_of(url)
+    state = SharedState.from_url(url, shared.key_prefix, shared.timeout_s, OnError.LOCAL)
+    alone = (
+        "serves with its own buckets and tokens meanwhile"
+        if shared.on_error == OnError.LOCAL.value
+        else "answers 503 SharedStateUnavailable meanwhile (on_error: refuse)"
+    )
+    try:
+        await state.client.ping()
+    except AuthenticationError:
+        return Check(
+            "FAIL",
+            SHARED_STATE,
+            f"Redis at {where} refused the password in shared_state.redis_url; the proxy {alone}",
+        )
+    except REDIS_ERRORS as error:
+        return Check(
+            "FAIL",
+            SHARED_STATE,
+            f"Redis at {where} did not answer within {shared.timeout_s:g} s "
+            f"({type(error).__name__}): check shared_state.redis_url and that Redis runs there; "
+            f"the proxy {alone}",
+        )
+    finally:
+        await state.close()
+    return Check(
+        "ok",
+        SHARED_STATE,
+        f"Redis at {where} answers; buckets and tokens are shared under {shared.key_prefix}:",
+    )
 
 
 # --- credentials ------------------------------------------------------------------------------

@@ -232,7 +232,9 @@ async def check_aws(profile: Profile, redactor: Redactor) -> Check:
     if aws is None:
         return skip(profile, subject, "no aws section, requests are LWA-only")
     region = profile.upstream.signing_region
-    source = AwsCredentialSource(aws, region, time.time, redactor=redactor)
+    source = AwsCredentialSource(
+        aws, region, time.time, redactor=redactor, egress_proxy=profile.upstream.egress_proxy
+    )
     started = time.time()
     try:
         found = await source.fetch()

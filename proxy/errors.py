@@ -27,7 +27,12 @@ from __future__ import annotations
 
 import math
 
-from proxy.http.errors import UpstreamHttpError, UpstreamProtocolError, UpstreamTimeoutError
+from proxy.http.errors import (
+    EgressProxyError,
+    UpstreamHttpError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
 
 
 class ProxyError(Exception):
@@ -112,6 +117,12 @@ def upstream_failure(error: UpstreamHttpError, base_url: str, timeout_s: float) 
             f"The answer of SP-API at {base_url} could not be read: it {error.what}.",
             "Retry the request; if it keeps happening, check what sits between the proxy "
             "and the upstream (upstream.endpoint, a middlebox).",
+        )
+    if isinstance(error, EgressProxyError):
+        return UpstreamUnreachable(
+            f"Could not connect to SP-API at {base_url}: {error.what}.",
+            "Check the egress proxy: upstream.egress_proxy, or HTTPS_PROXY / HTTP_PROXY / "
+            "NO_PROXY in the proxy's environment when it is not set.",
         )
     return UpstreamUnreachable(
         f"Could not connect to SP-API at {base_url}: {error.what}.",

@@ -5,8 +5,10 @@ failing credentials never touch another's."""
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from proxy.forwarding.operations import OperationIndex
 from proxy.forwarding.ratelimit import RateLimiter
 from proxy.forwarding.tokens import AccessTokens
 from proxy.forwarding.upstream import Upstream
-from proxy.http import UpstreamPool
+from proxy.http import EgressProxy, UpstreamPool, egress_proxy_for
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
 
@@ -114,6 +116,7 @@ async def upstream_pool(profile: Profile) -> AsyncIterator[UpstreamPool]:
         connect_timeout_s=min(10.0, upstream.timeout_s),
         read_timeout_s=upstream.timeout_s,
         idle_timeout_s=IDLE_TIMEOUT_S,
+        egress=egress_proxy(profile, base_url),
     ) as pool:
         yield pool
 
@@ -122,6 +125,7 @@ async def upstream_pool(profile: Profile) -> AsyncIterator[UpstreamPool]:
 async def lwa_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
     """LWA's token calls (few, off the hot path) go through aiohttp; nothing else does."""
     upstream = profile.upstream
+    egress = egress_proxy(profile, profile.lwa.token_url)
     connector = aiohttp.TCPConnector(
         limit=upstream.max_connections,
         ssl=tls_context(upstream.ca_bundle),
@@ -132,13 +136,30 @@ async def lwa_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
     )
     # auto_decompress off: aiohttp would inflate a compressed answer whole, however large; the
     # LWA source asks for it plain and decodes what still comes compressed within its cap.
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-    ) as session:
+    with warnings.catch_warnings():
+        # The proxy's credentials go apart from its URL (aiohttp then never has them in a URL
+        # it could quote) through `proxy_auth`, aiohttp 3's only session-wide way: its
+        # successor, proxy_headers, exists per request only.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            proxy=None if egress is None else egress.url,
+            proxy_auth=None
+            if egress is None or egress.authorization is None
+            else aiohttp.BasicAuth(egress.username, egress.password),
+        )
+    async with session:
         yield session
+
+
+def egress_proxy(profile: Profile, url: str) -> EgressProxy | None:
+    """The forward proxy a connection to `url` goes through (upstream.egress_proxy, else the
+    environment's HTTPS_PROXY / HTTP_PROXY / NO_PROXY), decided once per pool or session."""
+    configured = profile.upstream.egress_proxy
+    return egress_proxy_for(url, None if configured is None else configured.reveal(), os.environ)
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:

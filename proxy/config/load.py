@@ -22,7 +22,13 @@ from proxy.config.files import file_sections
 from proxy.config.profiles import build_profile
 from proxy.config.schema import SCHEMA, Section
 from proxy.config.settings import Settings
-from proxy.config.validate import check_aws_keys, check_exposure, check_shared_state
+from proxy.config.validate import (
+    check_aws_keys,
+    check_egress_proxy,
+    check_environment_proxies,
+    check_exposure,
+    check_shared_state,
+)
 from proxy.config.values import build_values
 
 
@@ -44,6 +50,9 @@ def load_settings(path: str | None, environ: Mapping[str, str]) -> Settings:
     check_shared_state(settings.shared_state)
     default = settings.default_profile
     named = tuple(build_profile(name, body, default, environ) for name, body in profiles.items())
+    check_egress_proxy(settings.upstream, "upstream")
+    if any(p.upstream.egress_proxy is None for p in (default, *named)):
+        check_environment_proxies(environ)
     return dataclasses.replace(settings, profiles=named)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from proxy.config.errors import ConfigError
 from proxy.config.schema import PROFILE_SECTIONS, PROFILES, SCHEMA, RawSections
 from proxy.config.settings import Profile
-from proxy.config.validate import check_aws_keys
+from proxy.config.validate import check_aws_keys, check_egress_proxy
 from proxy.config.values import build_values
 
 # Keys that only work together: a profile that changes one must give the other, or it would
@@ -40,6 +40,7 @@ def build_profile(
             sections[section] = inherited  # not given, or `upstream: null` / `lwa: null`
     profile = Profile(name, **sections)
     check_aws_keys(profile.aws, f"{where}.aws")
+    check_egress_proxy(profile.upstream, f"{where}.upstream")
     return profile
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -75,7 +76,18 @@ def _upstream_note(label: str, profile: Profile) -> str:
     return (
         f"# {label}: {upstream.base_url} "
         f"(SigV4 region {upstream.signing_region}; signing: {signing})\n"
-    )
+    ) + _egress_note(label, upstream.egress_proxy)
+
+
+def _egress_note(label: str, egress_proxy: Secret | None) -> str:
+    """Where a configured egress proxy is, by host:port: its URL is masked above."""
+    if egress_proxy is None:
+        return ""
+    if not egress_proxy:
+        return f"# {label}: egress direct (HTTPS_PROXY and HTTP_PROXY are not used)\n"
+    text = egress_proxy.reveal().strip()
+    parts = urlsplit(text if "://" in text else f"http://{text}")
+    return f"# {label}: egress through the proxy {parts.hostname}:{parts.port or 80}\n"
 
 
 def _plain(value: object) -> object:

@@ -48,6 +48,8 @@ class Key:
     optional: bool = False  # None or "" means "not set" and becomes None
     secret: bool = False  # wrapped in Secret, masked by render_masked
     check: Check | None = None
+    # "" is a value of its own rather than "not set" (egress_proxy: "" means no proxy at all).
+    empty_is_value: bool = False
 
     def __post_init__(self) -> None:
         # Converters and checks quote bad values in messages; a secret must never reach them.
@@ -92,6 +94,9 @@ SCHEMA: dict[str, Section] = {
             "ca_bundle": Key("str", None, optional=True, check=check_readable_file),
             "user_agent": Key("str", None, optional=True),
             "max_connections": Key("int", 100, check=check_positive),
+            # null: HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment; "": no proxy; a URL:
+            # that proxy. Secret: the URL may hold the proxy's password. Checked in validate.py.
+            "egress_proxy": Key("str", None, optional=True, secret=True, empty_is_value=True),
         },
     ),
     "lwa": Section(

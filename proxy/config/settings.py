@@ -66,6 +66,9 @@ class UpstreamSettings:
     ca_bundle: str | None = None
     user_agent: str | None = None
     max_connections: int = 100
+    # The forward proxy SP-API, LWA and STS are reached through: None follows the environment
+    # (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), Secret("") means none, else http://[user:pass@]host:port.
+    egress_proxy: Secret | None = None
 
     @property
     def base_url(self) -> str:

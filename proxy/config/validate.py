@@ -3,12 +3,21 @@ listener that anyone could reach without a key."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from proxy.config.errors import ConfigError
-from proxy.config.settings import AwsSettings, ListenSettings, SharedStateSettings
+from proxy.config.settings import (
+    AwsSettings,
+    ListenSettings,
+    SharedStateSettings,
+    UpstreamSettings,
+)
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+EGRESS_PROXY_FORM = "http://[user:password@]host[:port]"
+# The variables an egress proxy comes from when upstream.egress_proxy is null, as curl reads them.
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")
 MIN_ENCRYPTION_KEY_CHARS = 16
 
 
@@ -86,4 +95,37 @@ def check_shared_state(shared: SharedStateSettings) -> None:
             f"must be set, at least {MIN_ENCRYPTION_KEY_CHARS} characters, when "
             "shared_state.redis_url is: tokens are stored in Redis encrypted with it (generate "
             "one with `openssl rand -base64 32` and give every proxy of the fleet the same)",
+        )
+
+
+def check_egress_proxy(upstream: UpstreamSettings, where: str) -> None:
+    """upstream.egress_proxy, when it names a proxy, is one the pool can use."""
+    configured = upstream.egress_proxy
+    if configured:
+        _check_proxy_url(configured.reveal(), f"{where}.egress_proxy")
+
+
+def check_environment_proxies(environ: Mapping[str, str]) -> None:
+    """HTTPS_PROXY and the like, for the profiles that follow the environment."""
+    for name in PROXY_VARIABLES:
+        if environ.get(name, "").strip():
+            _check_proxy_url(environ[name], name)
+
+
+def _check_proxy_url(url: str, where: str) -> None:
+    """A forward proxy URL (a bare host:port counts as http://, as curl takes it); never quoted,
+    since it may hold a password."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(where, f"must be {EGRESS_PROXY_FORM} (the value is not shown)")
+    if parts.scheme.lower() != "http":
+        raise ConfigError(
+            where,
+            f"must be an http:// forward proxy, not {parts.scheme.lower()}:// (HTTPS to SP-API "
+            "stays end to end: it goes through the proxy in a CONNECT tunnel)",
         )

@@ -55,6 +55,8 @@ def _build_value(
 
 def _convert(spec: Key, value: object) -> object:
     if value is None or value == "":
+        if value == "" and spec.empty_is_value:
+            return Secret("") if spec.secret else ""
         if spec.optional:
             return None
         if value is None:

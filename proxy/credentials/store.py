@@ -50,6 +50,7 @@ class CredentialStore:
                 profile.upstream.signing_region,
                 clock,
                 redactor=self.redactor,
+                egress_proxy=profile.upstream.egress_proxy,
             )
             self.aws = Refreshable(self._label(source.kind), source.fetch, clock, on_refresh)
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.config
@@ -29,6 +31,7 @@ from proxy.credentials.answers import AnswerRefused, decoded, is_header_safe, li
 from proxy.credentials.refreshable import Expiring
 from proxy.credentials.types import AwsCredentials
 from proxy.errors import CredentialError, StsRejected, StsUnavailable
+from proxy.http.egress import egress_proxy_for
 from proxy.observability.redact import Redactor
 from proxy.secret import Secret
 
@@ -55,9 +58,12 @@ class AwsCredentialSource:
         region: str,
         clock: Callable[[], float] = time.time,
         redactor: Redactor | None = None,
+        egress_proxy: Secret | None = None,
     ) -> None:
         self._settings = settings
         self._region = region
+        # upstream.egress_proxy: None follows the environment, "" is no proxy (see proxy.http).
+        self._egress_proxy = egress_proxy
         self._clock = clock
         self._redactor = redactor or Redactor()
         for secret in (settings.secret_access_key, settings.session_token):
@@ -127,6 +133,7 @@ class AwsCredentialSource:
                 connect_timeout=share,
                 read_timeout=share,
                 retries={"total_max_attempts": STS_ATTEMPTS, "mode": "standard"},
+                proxies=self._proxies(),
             )
             client = self._session().client(
                 "sts", endpoint_url=self._settings.sts_endpoint or None, config=config
@@ -134,6 +141,20 @@ class AwsCredentialSource:
             client.meta.events.register("before-parse.sts.AssumeRole", decode_compressed)
             self._sts = client
         return self._sts
+
+    def _proxies(self) -> dict[str, str]:
+        """botocore's proxies for STS, chosen as for SP-API; {} keeps botocore from reading
+        the environment's proxy by its own rules."""
+        url = self._settings.sts_endpoint or f"https://sts.{self._region}.amazonaws.com"
+        configured = self._egress_proxy
+        egress = egress_proxy_for(
+            url, None if configured is None else configured.reveal(), os.environ
+        )
+        if egress is None:
+            return {}
+        if egress.password:
+            self._redactor.add(egress.password, configured=True)
+        return {urlsplit(url).scheme: egress.url_with_credentials}
 
     def _assume_role(self) -> Expiring[AwsCredentials]:
         role_arn = self._settings.role_arn

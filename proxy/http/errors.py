@@ -16,6 +16,11 @@ class UpstreamConnectError(UpstreamHttpError):
     """Connecting failed: refused, DNS, TLS handshake or verification; or the pool is closed."""
 
 
+class EgressProxyError(UpstreamConnectError):
+    """The egress proxy could not be reached, refused the tunnel, or broke it off; the message
+    names the proxy by host:port only (its URL may hold a password)."""
+
+
 class UpstreamTimeoutError(UpstreamHttpError):
     """No connection in time, no answer head within the deadline, or a body silent too long."""
 

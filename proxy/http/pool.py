@@ -7,7 +7,10 @@ llhttp, see connection.py), streaming with backpressure, connect and answer time
 cancellation that never leaks a connection.
 
 Requests are written as given: the caller supplies every header, `Host` and `Content-Length`
-included (nothing is added), and the target is sent byte for byte.
+included (nothing is added), and the target is sent byte for byte. Through an egress proxy
+(egress.py) an https origin is reached through a CONNECT tunnel opened once per connection, TLS
+going end to end to the origin and verified against its name; an http origin gets what every
+client sends an HTTP proxy: the target in absolute form, plus Proxy-Authorization.
 """
 
 from __future__ import annotations
@@ -18,20 +21,24 @@ import ipaddress
 import logging
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.http.connection import Connection, UpstreamResponse
+from proxy.http.egress import EgressProxy
 from proxy.http.errors import (
+    EgressProxyError,
     StaleConnection,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from proxy.http.parse import request_head
+from proxy.http.parse import MAX_HEAD, request_head
 
 logger = logging.getLogger(__name__)
+
+HeadWriter = Callable[[str, str, Iterable[tuple[str, str]]], bytes]
 
 # Methods RFC 9110 calls idempotent (TRACE aside): re-sent once if a reused connection turns
 # out to be dead before any answer arrived (the race with an upstream closing idle ones).
@@ -55,6 +62,7 @@ class UpstreamPool:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 30.0,
         idle_timeout_s: float = 30.0,
+        egress: EgressProxy | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -70,8 +78,14 @@ class UpstreamPool:
         else:
             self._ssl = None
         self.max_connections = max_connections
+        self.egress = egress
+        # Chosen once here so that a pool without an egress proxy pays nothing per request.
+        self._head: HeadWriter = request_head
+        if egress is not None and self._ssl is None:
+            self._head = absolute_form_head(self.origin, egress.authorization)
         # RFC 8305 for names that may resolve to several addresses; an IP literal has one.
-        self._happy_eyeballs_delay = None if is_ip_literal(self.host) else 0.25
+        dialled = self.host if egress is None else egress.host
+        self._happy_eyeballs_delay = None if is_ip_literal(dialled) else 0.25
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
         self.idle_timeout_s = idle_timeout_s
@@ -132,7 +146,7 @@ class UpstreamPool:
         `target` is the path and query exactly as they go on the wire; `headers` are all the
         request's headers (Host and, with a body, Content-Length included; nothing is added).
         """
-        head = request_head(method, target, headers)
+        head = self._head(method, target, headers)
         head_only = method == "HEAD"
         # An idle connection is the usual case: take it without entering _acquire's coroutine.
         conn = None if self._closed else self._pop_idle()
@@ -265,21 +279,72 @@ class UpstreamPool:
         return conn
 
     async def _open_connection(self) -> Connection:
-        """A connection to the origin, TLS verified. Egress through an HTTP proxy (a CONNECT
-        tunnel for HTTPS_PROXY / NO_PROXY) belongs here: connect to the proxy, ask it to
-        CONNECT host:port, then start TLS to the origin over that socket."""
-        options: dict[str, Any] = {}
-        # asyncio's own loop only: uvloop's create_connection has no such option.
-        if self._happy_eyeballs_delay is not None and isinstance(self.loop, asyncio.BaseEventLoop):
-            options["happy_eyeballs_delay"] = self._happy_eyeballs_delay
+        """A connection to the origin, TLS verified against the origin's name; through the
+        egress proxy when there is one."""
+        if self.egress is not None:
+            return await self._open_through_proxy(self.egress)
         _, conn = await self.loop.create_connection(
             lambda: Connection(self),
             self.host,
             self.port,
             ssl=self._ssl,
             server_hostname=self.host if self._ssl is not None else None,
-            **options,
+            **self._dial_options(),
         )
+        return conn
+
+    def _dial_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        # asyncio's own loop only: uvloop's create_connection has no such option.
+        if self._happy_eyeballs_delay is not None and isinstance(self.loop, asyncio.BaseEventLoop):
+            options["happy_eyeballs_delay"] = self._happy_eyeballs_delay
+        return options
+
+    async def _open_through_proxy(self, egress: EgressProxy) -> Connection:
+        """To an http origin, a connection to the proxy (targets go in absolute form); to an
+        https one, a CONNECT tunnel through it, then TLS with the origin over the tunnel."""
+        try:
+            if self._ssl is None:
+                _, conn = await self.loop.create_connection(
+                    lambda: Connection(self), egress.host, egress.port, **self._dial_options()
+                )
+                return conn
+            raw, handshake = await self.loop.create_connection(
+                lambda: TunnelHandshake(self.loop), egress.host, egress.port, **self._dial_options()
+            )
+        except OSError as error:
+            raise EgressProxyError(
+                self.origin,
+                f"the egress proxy {egress.address} could not be reached "
+                f"({describe_connect_error(error)})",
+            ) from None
+        try:
+            raw.write(connect_request(self.host, self.port, egress.authorization))
+            try:
+                status = await handshake.answer
+            except (OSError, TunnelRefused) as error:
+                what = str(error) if isinstance(error, TunnelRefused) else type(error).__name__
+                raise EgressProxyError(
+                    self.origin, f"the egress proxy {egress.address} broke off the tunnel ({what})"
+                ) from None
+            if not 200 <= status < 300:
+                raise EgressProxyError(
+                    self.origin,
+                    f"the egress proxy {egress.address} refused to open a tunnel to "
+                    f"{self.host}:{self.port} ({describe_refusal(status)})",
+                )
+            # TLS goes end to end: verified against the origin's name, never the proxy's.
+            conn = Connection(self)
+            tls = await self.loop.start_tls(raw, conn, self._ssl, server_hostname=self.host)
+        except BaseException:
+            raw.abort()
+            raise
+        if tls is None:  # the tunnel closed during the handshake
+            raw.abort()
+            raise EgressProxyError(
+                self.origin, f"the tunnel through the egress proxy {egress.address} closed"
+            )
+        conn.connection_made(tls)
         return conn
 
     def put_back(self, conn: Connection) -> None:
@@ -332,6 +397,69 @@ class UpstreamPool:
 
     def closed(self, conn: Connection) -> None:
         self._open.discard(conn)
+
+
+class TunnelRefused(Exception):
+    """A CONNECT answer that is not HTTP, too long, or followed by bytes before our TLS."""
+
+
+class TunnelHandshake(asyncio.Protocol):
+    """Reads the proxy's answer to CONNECT: its status once the head is complete. Whatever
+    else the proxy says is never quoted (its reason phrase and body are its own words)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answer: asyncio.Future[int] = loop.create_future()
+        self._received = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._received += data
+        end = self._received.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._received) > MAX_HEAD:
+                self.answer.set_exception(TunnelRefused("an answer head over 64 KiB"))
+            return
+        status_line = bytes(self._received[: self._received.find(b"\r\n")])
+        version, _, rest = status_line.partition(b" ")
+        code = rest[:3]
+        if not version.startswith(b"HTTP/1.") or not code.isdigit():
+            self.answer.set_exception(TunnelRefused("an answer that is not HTTP"))
+            return
+        if end + 4 != len(self._received) and 200 <= int(code) < 300:
+            # Bytes after a 2xx head would be the origin's before our TLS hello: refuse.
+            self.answer.set_exception(TunnelRefused("data before the TLS handshake"))
+            return
+        self.answer.set_result(int(code))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ConnectionResetError())
+
+
+def connect_request(host: str, port: int, authorization: str | None) -> bytes:
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    fields = [("Host", authority)]
+    if authorization is not None:
+        fields.append(("Proxy-Authorization", authorization))
+    return request_head("CONNECT", authority, fields)
+
+
+def absolute_form_head(origin: str, authorization: str | None) -> HeadWriter:
+    """`request_head` for an http origin behind a proxy: the target as origin + path, and
+    Proxy-Authorization when the proxy wants it (the proxy strips it before the origin)."""
+    extra = () if authorization is None else (("Proxy-Authorization", authorization),)
+
+    def head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+        return request_head(method, origin + target, [*headers, *extra])
+
+    return head
+
+
+def describe_refusal(status: int) -> str:
+    if status in (401, 407):  # 407 is the standard; some proxies (tinyproxy) say 401
+        return f"HTTP {status}: it wants credentials, or refused the ones in its URL"
+    return f"HTTP {status}"
 
 
 def is_ip_literal(host: str) -> bool:

@@ -9,7 +9,7 @@ import os
 import ssl
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from proxy.forwarding.ratelimit import RateLimiter
 from proxy.forwarding.tokens import AccessTokens
 from proxy.forwarding.upstream import Upstream
 from proxy.http import EgressProxy, UpstreamPool, egress_proxy_for
+from proxy.http.egress import PROXY_VARIABLES, proxy_url_secrets
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
 
@@ -153,6 +154,17 @@ async def lwa_session(profile: Profile) -> AsyncIterator[aiohttp.ClientSession]:
         )
     async with session:
         yield session
+
+
+def egress_proxy_secrets(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """Every egress proxy URL the profiles may use, and their passwords, for the redactor."""
+    urls = [
+        p.upstream.egress_proxy.reveal()
+        for p in settings.all_profiles.values()
+        if p.upstream.egress_proxy
+    ]
+    urls += [environ[name] for name in PROXY_VARIABLES if environ.get(name, "").strip()]
+    return [secret for url in urls for secret in proxy_url_secrets(url)]
 
 
 def egress_proxy(profile: Profile, url: str) -> EgressProxy | None:

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from proxy.config.errors import ConfigError
 from proxy.config.load import load_settings
 from proxy.config.render import render_masked
-from proxy.config.settings import Settings
+from proxy.config.settings import ListenSettings, LwaSettings, Settings, UpstreamSettings
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.http import EgressProxyError, UpstreamConnectError, UpstreamPool
 from proxy.http.egress import (
@@ -30,6 +30,7 @@ from proxy.http.egress import (
     parse_proxy_url,
 )
 from proxy.secret import Secret
+from proxy.server.app import create_app
 from proxy.server.run import RunningServer
 from tests.conftest import (
     ORDERS_TEST_CASE_200,
@@ -453,3 +454,64 @@ def test_the_environments_proxy_is_not_checked_when_every_profile_sets_its_own(
         "SPAPI_PROXY_UPSTREAM_EGRESS_PROXY": "corp:3128",
     }
     assert load_settings(None, environ).upstream.egress_proxy == Secret("corp:3128")
+
+
+async def test_restricted_data_tokens_come_through_the_same_tunnels(
+    https_emulator: TestServer,
+    emulator_config: EmulatorConfig,
+    start_proxy: StartProxy,
+    ca_file: str,
+    tmp_path: Path,
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    port = https_emulator.port
+    assert port is not None
+    with running_tinyproxy(tmp_path, connect_ports=(port,), credentials=CREDENTIALS) as tiny:
+        settings = settings_for(https_emulator, emulator_config)
+        proxy = await start_proxy(through(settings, tiny.url(CREDENTIALS), ca_file))
+        response = await fetch(proxy, "/orders/v0/orders/TEST_CASE_200/address")
+        assert response.status == 200, response.body
+        tunnels = tiny.requests()
+    # The Tokens API call and the restricted call went over SP-API's pooled tunnel.
+    assert tunnels == [f"CONNECT 127.0.0.1:{port} HTTP/1.1"] * 2
+    assert emulator_state(https_emulator).received[-1].status == 200
+
+
+async def test_a_refusing_proxy_in_front_of_lwa_is_503_naming_it_without_credentials(
+    https_emulator: TestServer,
+    emulator_config: EmulatorConfig,
+    start_proxy: StartProxy,
+    ca_file: str,
+    tmp_path: Path,
+    no_proxy_variables: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with running_tinyproxy(tmp_path, connect_ports=(443,), credentials=CREDENTIALS) as tiny:
+        settings = settings_for(https_emulator, emulator_config)
+        proxy = await start_proxy(through(settings, tiny.url(CREDENTIALS), ca_file))
+        response = await fetch(proxy)
+    assert response.status == 503, response.body
+    error = error_of(response)
+    assert error["code"] == "LwaUnavailable"
+    assert f"egress proxy {tiny.address}" in error["message"]
+    assert PROXY_PASSWORD not in response.body.decode()
+    assert PROXY_USER not in response.body.decode()
+    assert_no_proxy_password_logged(caplog)
+
+
+def test_egress_proxy_passwords_are_known_to_the_redactor(
+    emulator_config: EmulatorConfig,
+    aiohttp_server: ServerFactory,
+    no_proxy_variables: pytest.MonkeyPatch,
+) -> None:
+    no_proxy_variables.setenv("HTTP_PROXY", "http://env-user:env-pass-9d1e@corp:3128")
+    settings = Settings(
+        listen=ListenSettings(),
+        upstream=UpstreamSettings(egress_proxy=Secret(f"http://{CREDENTIALS}@corp:3128")),
+        lwa=LwaSettings("client", Secret("secret"), Secret("refresh")),
+    )
+    redactor = create_app(settings).redactor
+    line = f"via http://{CREDENTIALS}@corp:3128 or {PROXY_PASSWORD} or env-pass-9d1e"
+    scrubbed = redactor.scrub(line)
+    assert PROXY_PASSWORD not in scrubbed
+    assert "env-pass-9d1e" not in scrubbed

@@ -182,4 +182,16 @@ def lwa_error_fields(body: bytes, redactor: Redactor) -> tuple[str, str]:
 def describe_network_error(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "the request timed out"
+    # The egress proxy by host:port, as the SP-API side names it; never its reason phrase.
+    if isinstance(error, aiohttp.ClientHttpProxyError):
+        proxy = error.request_info.real_url
+        return (
+            f"the egress proxy {proxy.host}:{proxy.port} refused the tunnel "
+            f"(HTTP {error.status}); check upstream.egress_proxy or HTTPS_PROXY / NO_PROXY"
+        )
+    if isinstance(error, aiohttp.ClientProxyConnectionError):
+        return (
+            f"the egress proxy {error.host}:{error.port} could not be reached "
+            f"({type(error.os_error).__name__}); check upstream.egress_proxy or HTTPS_PROXY"
+        )
     return f"{type(error).__name__}: {error}"[:200]

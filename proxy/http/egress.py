@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_PROXY_PORT = 80  # curl's default for an http:// proxy without a port
+PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")
 
 
 class EgressProxyInvalid(ValueError):
@@ -152,6 +153,20 @@ def egress_proxy_for(
         return parse_proxy_url(chosen)
     except EgressProxyInvalid as error:
         raise EgressProxyInvalid(f"{origin} {error}") from None
+
+
+def proxy_url_secrets(url: str) -> list[str]:
+    """What of a proxy URL must never be shown: the URL itself and its password (as written
+    and decoded), for the redactor."""
+    text = url.strip()
+    found = [text]
+    try:
+        password = urlsplit(text if "://" in text else f"http://{text}").password
+    except ValueError:
+        password = None
+    if password:
+        found += [password, unquote(password)]
+    return found
 
 
 def _split_port(entry: str) -> tuple[str, int | None]:

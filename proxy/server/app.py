@@ -5,6 +5,7 @@ it; the server enters `ProxyApp.running()` around its whole life."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,7 +17,7 @@ from proxy.forwarding.forward import Sleep
 from proxy.forwarding.operations import OperationIndex
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
-from proxy.profiles import ProfileRuntime, running_profile
+from proxy.profiles import ProfileRuntime, egress_proxy_secrets, running_profile
 from proxy.secret import Secret
 
 
@@ -99,6 +100,8 @@ def register_config_secrets(redactor: Redactor, settings: Settings) -> None:
         # The password alone too: a library's message may quote it without the rest of the URL.
         password = urlsplit(shared.redis_url.reveal()).password
         secrets.append(Secret(password) if password else None)
+    # Egress proxies' URLs and passwords, configured or from HTTPS_PROXY and the like.
+    secrets += [Secret(text) for text in egress_proxy_secrets(settings, os.environ)]
     for profile in settings.all_profiles.values():
         secrets += [profile.lwa.client_secret, profile.lwa.refresh_token]
         if profile.aws is not None:

@@ -132,6 +132,17 @@ async def start_proxy(clock: FakeClock, sleeper: FakeSleeper) -> AsyncIterator[S
         await server.stop()
 
 
+# Read by the proxy when upstream.egress_proxy is null: a developer's shell may set them, and
+# the suite's loopback traffic must not go to a company proxy (egress tests set their own).
+EGRESS_PROXY_VARIABLES = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def no_egress_proxy_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*EGRESS_PROXY_VARIABLES, "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
 # Token shapes (LWA access/refresh tokens, RDTs), SigV4 signatures, and the literal secrets the
 # suite's servers use. Checked against every log record of every test, at DEBUG.
 SECRET_SHAPES = re.compile(r"Atz[a-z.]*\|(?!\*)|Signature=[0-9a-f]{64}")

@@ -94,8 +94,7 @@ async def https_emulator(
 
 @pytest.fixture
 def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    """The environment's proxy variables, cleared for every test by conftest; set per test."""
     return monkeypatch
 
 

@@ -25,6 +25,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "profiles": BASE | {"observability", "http", "credentials", "forwarding", "fleet"},
     "server": BASE | {"observability", "http", "credentials", "forwarding", "fleet", "profiles"},
     "emulator": BASE | {"observability", "credentials", "forwarding"},
+    # imported by applications next to their SP-API SDK: it must load without the proxy's parts
+    "sdk": frozenset(),
 }
 
 

@@ -160,6 +160,8 @@ def check_request_line(request: web.BaseRequest) -> None:
     """
     raw = request.raw_path
     if not raw.startswith("/"):  # absolute-form, CONNECT host:port, `*`
+        if request.method == "CONNECT" or "://" in raw:
+            raise used_as_forward_proxy(request)
         raise not_a_path()
     if "#" in raw:
         raise InvalidRequest(
@@ -171,6 +173,24 @@ def check_request_line(request: web.BaseRequest) -> None:
             "Only HTTP/1.1 and HTTP/1.0 are served.",
             "Send an HTTP/1.1 request line: METHOD /path HTTP/1.1.",
         )
+
+
+def used_as_forward_proxy(request: web.BaseRequest) -> InvalidRequest:
+    """CONNECT and absolute URLs are what a client's proxy option (an SDK's `proxies=`,
+    HTTPS_PROXY) sends: the answer names the setting that works, with this listener's address."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2:
+        host, port = str(sockname[0]), sockname[1]
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    else:
+        address = "<this proxy's host:port>"
+    return InvalidRequest(
+        f"spapi-proxy is a reverse proxy: set the SDK's endpoint to http://{address} "
+        "(not its proxy option); see docs/sdks.md.",
+        "CONNECT and absolute URLs are what a forward-proxy setting sends; this proxy takes "
+        "paths such as /orders/v0/orders and forwards them to the configured upstream.",
+    )
 
 
 def error_response(error: ProxyError) -> Answer:

@@ -514,3 +514,33 @@ def test_egress_proxy_passwords_are_known_to_the_redactor(
     scrubbed = redactor.scrub(line)
     assert PROXY_PASSWORD not in scrubbed
     assert "env-pass-9d1e" not in scrubbed
+
+
+async def test_sts_through_an_unreachable_proxy_names_it_without_credentials(
+    aiohttp_server: ServerFactory,
+    clock: FakeClock,
+    moto_sts: MotoSts,
+    start_proxy: StartProxy,
+    no_proxy_variables: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = EmulatorConfig(clock=clock, extra_credentials=moto_key_lookup(moto_sts))
+    emulator = await aiohttp_server(create_emulator_app(config))
+    dead = f"127.0.0.1:{free_port()}"
+    # LWA and SP-API by the name NO_PROXY exempts; STS, at 127.0.0.1, through the dead proxy.
+    no_proxy_variables.setenv("NO_PROXY", "localhost")
+    settings = settings_for(emulator, config, aws=moto_aws_settings(moto_sts))
+    settings = with_token_url_host(settings, "localhost")
+    upstream = dataclasses.replace(
+        settings.upstream,
+        endpoint=f"http://localhost:{emulator.port}",
+        egress_proxy=Secret(f"http://{CREDENTIALS}@{dead}"),
+    )
+    settings = dataclasses.replace(settings, upstream=upstream)
+    response = await fetch(await start_proxy(settings))
+    assert response.status == 503, response.body
+    error = error_of(response)
+    assert error["code"] == "StsUnavailable"
+    assert f"egress proxy {dead}" in error["message"]
+    assert PROXY_PASSWORD not in response.body.decode()
+    assert_no_proxy_password_logged(caplog)

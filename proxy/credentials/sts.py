@@ -64,6 +64,7 @@ class AwsCredentialSource:
         self._region = region
         # upstream.egress_proxy: None follows the environment, "" is no proxy (see proxy.http).
         self._egress_proxy = egress_proxy
+        self._egress_address = ""  # host:port of the proxy STS goes through, once chosen
         self._clock = clock
         self._redactor = redactor or Redactor()
         for secret in (settings.secret_access_key, settings.session_token):
@@ -152,6 +153,7 @@ class AwsCredentialSource:
         )
         if egress is None:
             return {}
+        self._egress_address = egress.address
         if egress.password:
             self._redactor.add(egress.password, configured=True)
         return {urlsplit(url).scheme: egress.url_with_credentials}
@@ -175,6 +177,10 @@ class AwsCredentialSource:
                 "Set aws.access_key_id and aws.secret_access_key, or give the machine "
                 "credentials botocore's default chain can find.",
             ) from None
+        except botocore.exceptions.ProxyConnectionError:
+            # botocore's message holds the proxy's URL (its password masked): host:port only.
+            reason = f"the egress proxy {self._egress_address} could not be reached"
+            raise sts_unavailable(role_arn, reason) from None
         except Exception as error:
             # Connection failures, and answers that aren't STS's XML (a parser error quotes
             # the raw answer): named by class only.

@@ -266,8 +266,10 @@ class UpstreamPool:
         except BaseException as error:
             self.slot_freed()
             if isinstance(error, TimeoutError):
+                through = "" if self.egress is None else f" through {self.egress.address}"
                 raise UpstreamTimeoutError(
-                    self.origin, f"connecting took longer than {self.connect_timeout_s:g} s"
+                    self.origin,
+                    f"connecting{through} took longer than {self.connect_timeout_s:g} s",
                 ) from None
             if isinstance(error, OSError):
                 raise UpstreamConnectError(self.origin, describe_connect_error(error)) from None

@@ -137,7 +137,10 @@ async def test_https_upstream_goes_through_a_connect_tunnel_with_the_proxys_cred
     # LWA's token call and SP-API's connection, each in its own tunnel to the origin; the second
     # request reused the pooled tunnel.
     assert tunnels == [f"CONNECT 127.0.0.1:{port} HTTP/1.1"] * 2
-    assert emulator_state(https_emulator).received[-1].status == 200
+    received = emulator_state(https_emulator).received[-1]
+    assert received.status == 200
+    # The proxy's credentials went in the CONNECT only, never inside the tunnel to Amazon.
+    assert received.header("proxy-authorization") == []
     assert_no_proxy_password_logged(caplog)
 
 

@@ -64,7 +64,9 @@ def demo_settings(
             drain_timeout_s=DRAIN_TIMEOUT_S,
             allow_unauthenticated=True,  # nothing to protect: see the module's docstring
         ),
-        upstream=UpstreamSettings(endpoint=emulator_url, timeout_s=10.0),
+        # The emulator is on this machine's loopback: never through a company proxy the shell's
+        # HTTPS_PROXY / HTTP_PROXY may name.
+        upstream=UpstreamSettings(endpoint=emulator_url, timeout_s=10.0, egress_proxy=Secret("")),
         lwa=LwaSettings(
             client_id=emulator.client_id,
             client_secret=Secret(emulator.client_secret),

@@ -133,6 +133,22 @@ async def test_demo_ignores_the_users_aws_profile() -> None:
         await read_until(process, "curl ")
 
 
+async def test_demo_never_sends_its_loopback_traffic_to_the_shells_company_proxy() -> None:
+    # A proxy variable pointing at a port where nothing listens: followed, every token fetch and
+    # request of the demo would fail.
+    dead = f"http://127.0.0.1:{free_port()}"
+    environment = {**os.environ, "HTTPS_PROXY": dead, "HTTP_PROXY": dead, "NO_PROXY": ""}
+    port = free_port()
+    async with spapi_proxy("demo", "--port", str(port), env=environment) as process:
+        curl_line, _ = await read_until(process, "curl ")
+        url = shlex.split(curl_line)[1]
+        async with (
+            aiohttp.ClientSession() as session,  # trust_env off: the test's own call goes direct
+            session.get(yarl.URL(url, encoded=True)) as response,
+        ):
+            assert response.status == 200
+
+
 async def test_demo_on_another_host_serves_there_and_its_curl_line_works() -> None:
     port = free_port()
     async with spapi_proxy("demo", "--host", "127.0.0.2", "--port", str(port)) as process:

@@ -20,6 +20,9 @@ from proxy.emulator.sts import handle_sts, is_sts_request
 
 logger = logging.getLogger(__name__)
 
+# The emulator's own endpoints live under /_emulator/, a prefix no SP-API path uses.
+CALLS_PATH = "/_emulator/calls"
+
 EMULATOR_STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
 
 __all__ = [
@@ -77,7 +80,19 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return await handle_token(request, body, state)
     if is_sts_request(request.method, request.path, request.content_type, body):
         return await handle_sts(request, body, state)
+    if request.path == CALLS_PATH:
+        return recorded_calls(request.method, state)
     return await handle_sp_api(request, body, state)
+
+
+def recorded_calls(method: str, state: EmulatorState) -> web.Response:
+    """``GET`` lists the SP-API calls received (oldest first), ``DELETE`` forgets them."""
+    if method == "GET":
+        return web.json_response([call.as_call() for call in state.received])
+    if method == "DELETE":
+        state.received.clear()
+        return web.Response(status=204)
+    raise web.HTTPMethodNotAllowed(method, ["GET", "DELETE"])
 
 
 def run_emulator(host: str, port: int, models_dir: str | None) -> int:
@@ -99,6 +114,7 @@ def banner(config: EmulatorConfig, host: str, port: int, operations: int, cases:
             f"  LWA token URL:    {base}{LWA_PATH}",
             f"  STS endpoint:     {base}/",
             f"  SP-API endpoint:  {base}",
+            f"  recorded calls:   {base}{CALLS_PATH} (GET lists them, DELETE forgets them)",
             "  demo credentials it accepts (not secrets; for the emulator only):",
             f"    LWA_CLIENT_ID={config.client_id}",
             f"    LWA_CLIENT_SECRET={config.client_secret}",

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from proxy.emulator.auth import Denial, authenticate, authorize
+from proxy.emulator.auth import AuthResult, Denial, authenticate, authorize
 from proxy.emulator.catalog import Operation, RequestView, find_case
 from proxy.emulator.rdt import create_restricted_data_token
 from proxy.emulator.responses import (
@@ -30,11 +30,22 @@ async def handle_sp_api(request: web.Request, body: bytes, state: EmulatorState)
     headers = tuple(request.headers.items())
     raw_target = request.raw_path
     request_id = new_request_id()
-    response, signature_ok, op = _answer(
-        request.method, raw_target, headers, body, state, request_id
-    )
+    response, auth, op = _answer(request.method, raw_target, headers, body, state, request_id)
+    if op is None:  # refused before routing: still name the operation in the recorded call
+        resolved = state.catalog.resolve(request.method, raw_target.partition("?")[0])
+        op = resolved.operation if resolved else None
+    token = auth.token if auth else None
     state.received.append(
-        ReceivedRequest(request.method, raw_target, headers, body, signature_ok, response.status)
+        ReceivedRequest(
+            request.method,
+            raw_target,
+            headers,
+            body,
+            auth.signature_ok if auth else None,
+            response.status,
+            operation=op.operation_id if op else None,
+            token_kind=token.kind.value if token else None,
+        )
     )
     logger.info(
         "%s %s -> %d (%s)",
@@ -53,40 +64,40 @@ def _answer(
     body: bytes,
     state: EmulatorState,
     request_id: str,
-) -> tuple[web.Response, bool | None, Operation | None]:
+) -> tuple[web.Response, AuthResult | None, Operation | None]:
     refused = _front_door(method, headers, body)
     if refused:
         return front_door_400(request_id, refused), None, None
     auth = authenticate(method, raw_target, headers, body, state)
     if auth.denial or auth.token is None:
-        return _deny(auth.denial, request_id), auth.signature_ok, None
+        return _deny(auth.denial, request_id), auth, None
     raw_path = raw_target.partition("?")[0]
     resolved = state.catalog.resolve(method, raw_path)
     if resolved is None:
-        return _not_found(method, raw_path, state, request_id), auth.signature_ok, None
+        return _not_found(method, raw_path, state, request_id), auth, None
     op = resolved.operation
     rate = {RATE_LIMIT: state.throttle.limit_header}
     denial = authorize(auth.token, op, raw_path)
     if denial:
-        return _deny(denial, request_id, rate), auth.signature_ok, op
+        return _deny(denial, request_id, rate), auth, op
     if not state.throttle.allow(op.method + " " + op.path_template):
         # Amazon never sends x-amzn-RateLimit-Limit on a 429 (docs/sp-api-facts.md §7).
         quota = sp_error(
             429, "QuotaExceeded", "You exceeded your quota for the requested resource.", request_id
         )
-        return quota, auth.signature_ok, op
+        return quota, auth, op
     if op.dynamic:
         status, payload = create_restricted_data_token(body, state)
-        return json_response(status, payload, request_id, rate), auth.signature_ok, op
+        return json_response(status, payload, request_id, rate), auth, op
     view = RequestView(resolved.path_params, _query(raw_target), headers, body)
     case = find_case(op, view)
     if case is None:
         no_match = sp_error(
             400, "InvalidInput", "Could not match input arguments", request_id, headers=rate
         )
-        return no_match, auth.signature_ok, op
+        return no_match, auth, op
     answer = json_response(case.status, case.response_body, request_id, {**rate, **case.headers})
-    return answer, auth.signature_ok, op
+    return answer, auth, op
 
 
 def _front_door(method: str, headers: Sequence[tuple[str, str]], body: bytes) -> str | None:

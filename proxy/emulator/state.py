@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.emulator.catalog import Catalog
 from proxy.emulator.config import EmulatorConfig
@@ -26,6 +27,21 @@ class ReceivedRequest:
     body: bytes = field(repr=False)
     signature_ok: bool | None
     status: int
+    operation: str | None = None
+    token_kind: str | None = None  # seller, grantless or rdt; None when no valid token came
+
+    def as_call(self) -> dict[str, Any]:
+        """What ``GET /_emulator/calls`` lists: no header or body, so no token or signature."""
+        path, _, query = self.raw_target.partition("?")
+        return {
+            "method": self.method,
+            "path": path,
+            "query": query,
+            "operation": self.operation,
+            "tokenKind": self.token_kind,
+            "signatureOk": self.signature_ok,
+            "status": self.status,
+        }
 
     def header(self, name: str) -> list[str]:
         """Every value received for ``name`` (case-insensitive), in order."""

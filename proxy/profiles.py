@@ -5,23 +5,30 @@ failing credentials never touch another's."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
+import re
 import ssl
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import aiohttp
+from cachetools import LRUCache
+from multidict import CIMultiDictProxy
 
-from proxy.config.settings import Profile, Settings
+from proxy.config.settings import DEFAULT_PROFILE, Profile, Settings
 from proxy.credentials.rdt import RdtSource
 from proxy.credentials.signing import RequestSigner
 from proxy.credentials.store import CredentialStore
+from proxy.errors import InvalidRequest
+from proxy.fleet.keys import seller_id
 from proxy.fleet.runtime import Fleet
 from proxy.forwarding.forward import Forwarder, Sleep
+from proxy.forwarding.headers import REFRESH_TOKEN_HEADER
 from proxy.forwarding.operations import OperationIndex
 from proxy.forwarding.ratelimit import RateLimiter
 from proxy.forwarding.tokens import AccessTokens
@@ -30,6 +37,7 @@ from proxy.http import EgressProxy, UpstreamPool, egress_proxy_for
 from proxy.http.egress import PROXY_VARIABLES, proxy_url_secrets
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
+from proxy.secret import Secret
 
 # Idle upstream connections are closed after this long, aiohttp's keep-alive default: well
 # under the usual server-side idle timeouts (60 s and more), so the server rarely wins the race.
@@ -42,6 +50,73 @@ class ProfileRuntime:
     credentials: CredentialStore
     access: AccessTokens
     forwarder: Forwarder
+    # The sellers requests name in x-spapi-refresh-token; None while
+    # lwa.accept_client_refresh_tokens is off.
+    sellers: ClientSellers | None = None
+
+
+# An LWA refresh token in a shape the redactor's token pattern masks whole wherever it shows up
+# (`Atzr|`, then visible ASCII less `"&',;}`, which end that pattern's match), of a sane length.
+CLIENT_REFRESH_TOKEN = re.compile(r"Atzr\|[!#-%(-+\--:<-|~]{1,4096}")
+
+
+class ClientSellers:
+    """One forwarder per seller a request named, each with its own LWA token, RDT cache and
+    rate-limit buckets (on Redis, the seller's own keys), kept in a bounded LRU keyed by the
+    seller's hash. An evicted seller starts again with an empty cache and full buckets."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        app_forwarder: Forwarder,
+        build: Callable[[Secret], Forwarder],
+        redactor: Redactor,
+    ) -> None:
+        lwa = profile.lwa
+        self._client_id = lwa.client_id
+        self._configured = lwa.refresh_token.reveal().encode()
+        self._app_forwarder = app_forwarder
+        self._build = build
+        self._redactor = redactor
+        self._forwarders: LRUCache[str, Forwarder] = LRUCache(maxsize=lwa.max_cached_sellers)
+
+    def forwarder_for(self, headers: CIMultiDictProxy[str]) -> Forwarder:
+        """The forwarder of the seller named in x-spapi-refresh-token, else the profile's."""
+        sent = headers.getall(REFRESH_TOKEN_HEADER, ())
+        if not sent:
+            return self._app_forwarder
+        if len(sent) > 1:
+            raise InvalidRequest(
+                f"More than one {REFRESH_TOKEN_HEADER} header.",
+                "Send one seller's refresh token per request.",
+            )
+        token: str = sent[0]
+        if not CLIENT_REFRESH_TOKEN.fullmatch(token):
+            raise InvalidRequest(  # never quoted: it may be a secret all the same
+                f"{REFRESH_TOKEN_HEADER} is not an LWA refresh token.",
+                "Send the seller's refresh token as LWA issued it: Atzr| followed by up to "
+                "4096 visible ASCII characters.",
+            )
+        self._redactor.add(token)
+        if hmac.compare_digest(token.encode(), self._configured):
+            return self._app_forwarder  # the configured seller: one set of buckets, not two
+        seller = seller_id(self._client_id, token)
+        forwarder = self._forwarders.get(seller)
+        if forwarder is None:
+            forwarder = self._forwarders[seller] = self._build(Secret(token))
+        return forwarder
+
+
+def client_sellers_off(profile: Profile) -> InvalidRequest:
+    """A request naming a seller the proxy was not told to accept: refused, because sending it
+    as the configured seller would spend that seller's quota on another's behalf."""
+    where = "lwa" if profile.name == DEFAULT_PROFILE else f"profiles.{profile.name}.lwa"
+    return InvalidRequest(
+        f"{REFRESH_TOKEN_HEADER} was sent, but {where}.accept_client_refresh_tokens is off "
+        f"for profile {profile.name!r}.",
+        f"Turn {where}.accept_client_refresh_tokens on to let requests name their seller, or "
+        f"leave the header out to use the configured seller.",
+    )
 
 
 @asynccontextmanager
@@ -56,34 +131,52 @@ async def running_profile(
     fleet: Fleet | None = None,
 ) -> AsyncIterator[ProfileRuntime]:
     async with lwa_session(profile) as session, upstream_pool(profile) as pool:
-        credentials = CredentialStore(
-            profile,
-            session,
-            clock,
-            on_refresh=metrics.count_refresh,
-            redactor=redactor,
-            sharing=None if fleet is None else fleet.credentials(profile),
-        )
         signer = request_signer(profile, clock)
         upstream = Upstream(profile, pool, signer, metrics)
-        rdts = RdtSource(profile, credentials, pool, signer, clock)
-        access = AccessTokens(
-            credentials, rdts, settings.rdt.enabled, settings.rdt.max_cached, clock
-        )
-        limiter = rate_limiter(profile, settings, clock)
-        forwarder = Forwarder(
-            upstream,
-            access,
-            operations,
-            limiter,
-            settings.rate_limits,
-            settings.listen.max_body_bytes,
-            sleep,
-            # With shared state the fleet's buckets are asked first; this process's own are
-            # what it falls back on when Redis can't answer.
-            None if fleet is None or limiter is None else fleet.limiter(profile, limiter),
-        )
-        yield ProfileRuntime(profile, credentials, access, forwarder)
+
+        def seller_runtime(
+            seller: Profile, app: CredentialStore | None
+        ) -> tuple[CredentialStore, AccessTokens, Forwarder]:
+            """What one seller is served with: `profile` itself (app None), or `profile` with
+            a refresh token a request sent, sharing the app's session, pool and AWS keys."""
+            credentials = CredentialStore(
+                seller,
+                session,
+                clock,
+                on_refresh=metrics.count_refresh,
+                redactor=redactor if app is None else app.redactor,
+                sharing=None if fleet is None else fleet.credentials(seller),
+                app=app,
+            )
+            rdts = RdtSource(seller, credentials, pool, signer, clock)
+            access = AccessTokens(
+                credentials, rdts, settings.rdt.enabled, settings.rdt.max_cached, clock
+            )
+            limiter = rate_limiter(seller, settings, clock)
+            forwarder = Forwarder(
+                upstream,
+                access,
+                operations,
+                limiter,
+                settings.rate_limits,
+                settings.listen.max_body_bytes,
+                sleep,
+                # With shared state the fleet's buckets are asked first; this process's own are
+                # what it falls back on when Redis can't answer.
+                None if fleet is None or limiter is None else fleet.limiter(seller, limiter),
+            )
+            return credentials, access, forwarder
+
+        credentials, access, forwarder = seller_runtime(profile, None)
+        sellers = None
+        if profile.lwa.accept_client_refresh_tokens:
+
+            def client_seller(refresh_token: Secret) -> Forwarder:
+                lwa = replace(profile.lwa, refresh_token=refresh_token)
+                return seller_runtime(replace(profile, lwa=lwa), credentials)[2]
+
+            sellers = ClientSellers(profile, forwarder, client_seller, credentials.redactor)
+        yield ProfileRuntime(profile, credentials, access, forwarder, sellers)
 
 
 def request_signer(profile: Profile, clock: Callable[[], float]) -> RequestSigner:

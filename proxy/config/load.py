@@ -24,6 +24,7 @@ from proxy.config.schema import SCHEMA, Section
 from proxy.config.settings import Settings
 from proxy.config.validate import (
     check_aws_keys,
+    check_client_sellers,
     check_egress_proxy,
     check_environment_proxies,
     check_exposure,
@@ -50,6 +51,9 @@ def load_settings(path: str | None, environ: Mapping[str, str]) -> Settings:
     check_shared_state(settings.shared_state)
     default = settings.default_profile
     named = tuple(build_profile(name, body, default, environ) for name, body in profiles.items())
+    check_client_sellers(
+        settings.listen, {"lwa": default.lwa, **{f"profiles.{p.name}.lwa": p.lwa for p in named}}
+    )
     check_egress_proxy(settings.upstream, "upstream")
     if any(p.upstream.egress_proxy is None for p in (default, *named)):
         check_environment_proxies(environ)

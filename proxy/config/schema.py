@@ -108,6 +108,8 @@ SCHEMA: dict[str, Section] = {
             "token_url": Key("str", "https://api.amazon.com/auth/o2/token", check=check_http_url),
             "token_headers": Key("list", ("x-amz-access-token",), check=check_token_headers),
             "timeout_s": Key("float", 10.0, check=check_positive),
+            "accept_client_refresh_tokens": Key("bool", False),
+            "max_cached_sellers": Key("int", 1000, check=check_positive),
         },
     ),
     "aws": Section(

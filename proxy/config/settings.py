@@ -99,6 +99,10 @@ class LwaSettings:
     token_url: str = "https://api.amazon.com/auth/o2/token"
     token_headers: tuple[str, ...] = ("x-amz-access-token",)
     timeout_s: float = 10.0
+    # A request may name its seller with x-spapi-refresh-token; the app's client id and secret
+    # are used with it. Off: such a request is refused, never sent as the configured seller.
+    accept_client_refresh_tokens: bool = False
+    max_cached_sellers: int = 1000  # sellers whose tokens, RDTs and buckets are kept (LRU)
 
 
 @dataclass(frozen=True)

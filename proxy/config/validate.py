@@ -10,6 +10,7 @@ from proxy.config.errors import ConfigError
 from proxy.config.settings import (
     AwsSettings,
     ListenSettings,
+    LwaSettings,
     SharedStateSettings,
     UpstreamSettings,
 )
@@ -31,6 +32,22 @@ def check_exposure(listen: ListenSettings) -> None:
         "send x-spapi-proxy-key) or, to accept anyone who can reach it, "
         "listen.allow_unauthenticated: true",
     )
+
+
+def check_client_sellers(listen: ListenSettings, profiles: Mapping[str, LwaSettings]) -> None:
+    """A proxy that takes the seller from the request spends any seller's quota, with the app's
+    client secret, for whoever sends a refresh token: off loopback, only clients holding the
+    client key may. allow_unauthenticated does not stand in for it here."""
+    if listen.is_loopback or listen.auth_token:
+        return
+    for where, lwa in profiles.items():
+        if lwa.accept_client_refresh_tokens:
+            raise ConfigError(
+                f"{where}.accept_client_refresh_tokens",
+                f"is on while {listen.host!r} is not a loopback address and listen.auth_token is "
+                "not set: anyone reaching the port could use any seller's refresh token with "
+                "the app's client secret. Set listen.auth_token, or listen on loopback",
+            )
 
 
 def check_aws_keys(aws: AwsSettings | None, where: str) -> None:

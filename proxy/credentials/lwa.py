@@ -45,14 +45,19 @@ class LwaTokenSource:
         clock: Callable[[], float] = time.time,
         scope: str | None = None,
         redactor: Redactor | None = None,
+        client_seller: bool = False,
     ) -> None:
+        """`client_seller`: the refresh token came in a request (x-spapi-refresh-token), not
+        from the config; the redactor knew it from the moment it arrived, and keeps it only
+        among the fetched secrets, which are bounded."""
         self._settings = settings
         self._session = session
         self._clock = clock
         self._scope = scope
+        self._client_seller = client_seller
         self._redactor = redactor or Redactor()
-        for secret in (settings.client_secret, settings.refresh_token):
-            self._redactor.add(secret.reveal(), configured=True)
+        self._redactor.add(settings.client_secret.reveal(), configured=True)
+        self._redactor.add(settings.refresh_token.reveal(), configured=not client_seller)
 
     @property
     def grant(self) -> str:
@@ -148,10 +153,22 @@ class LwaTokenSource:
         return LwaRejected(
             f"LWA refused the {self.grant} with {code or f'HTTP {status}'}"
             + (f": {description}" if description else "."),
-            LWA_HINTS.get(code, "Check lwa.client_id, lwa.client_secret and lwa.refresh_token."),
+            self._hint(code),
             lwa_error=code,
         )
 
+    def _hint(self, code: str) -> str:
+        if self._client_seller and code in CLIENT_SELLER_HINTS:
+            return CLIENT_SELLER_HINTS[code]
+        return LWA_HINTS.get(code, "Check lwa.client_id, lwa.client_secret and lwa.refresh_token.")
+
+
+# The same, when the seller's refresh token came in the request: the seller, not the config,
+# has to change.
+CLIENT_SELLER_HINTS = {
+    "invalid_grant": "The refresh token sent in x-spapi-refresh-token is wrong, revoked or "
+    "belongs to another app: have the seller authorize the app again and send the new one.",
+}
 
 # What a user should do about each LWA error code.
 LWA_HINTS = {

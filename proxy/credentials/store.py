@@ -28,8 +28,13 @@ class CredentialStore:
         on_refresh: Callable[[str, bool], None] | None = None,
         redactor: Redactor | None = None,
         sharing: CredentialSharing | None = None,
+        app: CredentialStore | None = None,
     ) -> None:
+        """`app`: the profile's own store, when this one is for a seller a request named
+        (x-spapi-refresh-token); its AWS keys and grantless tokens are the app's, not a
+        seller's, so they are used from there rather than fetched again."""
         self._profile = profile
+        self._app = app
         self._session = session
         self._clock = clock
         self._on_refresh = on_refresh
@@ -44,7 +49,9 @@ class CredentialStore:
         # (docs/sp-api-facts.md §4).
         self._grantless: dict[str, Refreshable[Secret]] = {}
         self.aws: Refreshable[AwsCredentials] | None = None
-        if profile.aws is not None:
+        if app is not None:
+            self.aws = app.aws
+        elif profile.aws is not None:
             source = AwsCredentialSource(
                 profile.aws,
                 profile.upstream.signing_region,
@@ -56,6 +63,10 @@ class CredentialStore:
 
     def _label(self, source: str) -> str:
         """Source name for logs and metrics: `lwa`, or `lwa:eu` for a named profile."""
+        if self._app is not None:
+            # One name for every client-named seller: a label per seller would grow the metrics
+            # without bound, and a seller's hash means nothing in a log line.
+            source = "lwa-client-seller"
         name = self._profile.name
         return source if name == DEFAULT_PROFILE else f"{source}:{name}"
 
@@ -66,6 +77,7 @@ class CredentialStore:
             self._clock,
             scope=scope,
             redactor=self.redactor,
+            client_seller=self._app is not None,
         )
         name = self._label("lwa" if scope is None else "lwa-grantless")
         fetch: TokenFetch = source.fetch
@@ -80,6 +92,8 @@ class CredentialStore:
         return self.lwa.get()  # the coroutine itself, not one more wrapped around it
 
     async def grantless_token(self, scope: str) -> Secret:
+        if self._app is not None:
+            return await self._app.grantless_token(scope)
         if scope not in self._grantless:
             self._grantless[scope] = self._lwa_refreshable(scope)
         return await self._grantless[scope].get()
@@ -92,6 +106,12 @@ class CredentialStore:
         if self.sharing is not None:
             self.sharing.refuse(token)
         self.lwa.invalidate(token)
+        if self._app is None:
+            self.grantless_rejected(token)
+        else:
+            self._app.grantless_rejected(token)
+
+    def grantless_rejected(self, token: Secret) -> None:
         for grantless in self._grantless.values():
             grantless.invalidate(token)
 

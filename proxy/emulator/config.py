@@ -20,6 +20,8 @@ class EmulatorConfig:
     client_id: str = "amzn1.application-oa2-client.spapi-proxy-emulator"
     client_secret: str = "emulator-client-secret"
     refresh_token: str = "Atzr|emulator-refresh-token"
+    # Refresh tokens of further sellers who authorised the same app (apps with many sellers).
+    other_refresh_tokens: tuple[str, ...] = ()
     aws_access_key_id: str = "AKIAEMULATOREXAMPLE01"
     aws_secret_access_key: str = "emulator/secret/access/key"
     token_lifetime_s: float = 3600

@@ -21,7 +21,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-# The proxy's own request headers: which profile, an RDT the client brings, personal data wanted.
+# The proxy's own request headers: which profile, an RDT the client brings, personal data wanted,
+# and which seller.
 PROFILE_HEADER = "x-spapi-profile"
 CLIENT_RDT_HEADER = "x-spapi-rdt"
 DATA_ELEMENTS_HEADER = "x-spapi-data-elements"
@@ -29,6 +30,8 @@ DATA_ELEMENTS_HEADER = "x-spapi-data-elements"
 # but an RDT in it is the client's RDT: SDKs put the RDT they fetched there.
 ACCESS_TOKEN_HEADER = "x-amz-access-token"
 RDT_PREFIX = "Atz.sprdt|"
+# The seller a request is for, when lwa.accept_client_refresh_tokens lets clients name one.
+REFRESH_TOKEN_HEADER = "x-spapi-refresh-token"
 
 # The proxy sets these itself; a client's copy is dropped so it can't be forwarded twice
 # or override the signed value.
@@ -46,6 +49,7 @@ OWNED = frozenset(
         PROFILE_HEADER,
         CLIENT_RDT_HEADER,
         DATA_ELEMENTS_HEADER,
+        REFRESH_TOKEN_HEADER,
     }
 )
 

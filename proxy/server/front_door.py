@@ -23,14 +23,14 @@ from proxy.errors import (
     RequestTooLarge,
 )
 from proxy.forwarding.forward import not_a_path
-from proxy.forwarding.headers import PROFILE_HEADER
+from proxy.forwarding.headers import PROFILE_HEADER, REFRESH_TOKEN_HEADER
 from proxy.observability.logging_setup import (
     failure_frames,
     failure_summary,
     loggable,
     write_access_line,
 )
-from proxy.profiles import ProfileRuntime
+from proxy.profiles import ProfileRuntime, client_sellers_off
 from proxy.server.answers import Answer, error_answer
 from proxy.server.app import ProxyApp
 from proxy.server.endpoints import OPEN_ENDPOINTS, OWN_ENDPOINTS
@@ -77,7 +77,14 @@ class FrontDoor:
                         if profile is None
                         else profile_for(profiles, profile)
                     )
-                    response = await runtime.forwarder.handle(request)
+                    sellers = runtime.sellers
+                    if sellers is not None:
+                        forwarder = sellers.forwarder_for(request.headers)
+                    elif REFRESH_TOKEN_HEADER in request.headers:
+                        raise client_sellers_off(runtime.profile)
+                    else:
+                        forwarder = runtime.forwarder
+                    response = await forwarder.handle(request)
                 else:
                     response = await self._own_endpoint(request, path)
             except ProxyError as error:

@@ -17,6 +17,7 @@ from proxy.emulator.lwa import LWA_PATH, handle_token
 from proxy.emulator.sandbox import handle_sp_api
 from proxy.emulator.state import EmulatorState, ReceivedRequest
 from proxy.emulator.sts import handle_sts, is_sts_request
+from proxy.emulator.workflows import DOCUMENTS_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return await handle_sts(request, body, state)
     if request.path == CALLS_PATH:
         return recorded_calls(request.method, state)
+    if request.path.startswith(DOCUMENTS_PREFIX):
+        return serve_document(request, body, state)
     return await handle_sp_api(request, body, state)
 
 
@@ -93,6 +96,33 @@ def recorded_calls(method: str, state: EmulatorState) -> web.Response:
         state.received.clear()
         return web.Response(status=204)
     raise web.HTTPMethodNotAllowed(method, ["GET", "DELETE"])
+
+
+def serve_document(request: web.Request, body: bytes, state: EmulatorState) -> web.Response:
+    """A report or feed document URL: GET downloads, PUT uploads a feed's content (S3-like)."""
+    if request.method not in ("GET", "PUT"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "PUT"])
+    document_id = request.path.removeprefix(DOCUMENTS_PREFIX)
+    content_type = request.headers.get("Content-Type", "")
+    status, content, served_type = state.workflows.serve_document(
+        request.method, document_id, content_type, body
+    )
+    operation = "downloadDocument" if request.method == "GET" else "uploadDocument"
+    state.received.append(
+        ReceivedRequest(
+            request.method,
+            request.raw_path,
+            tuple(request.headers.items()),
+            body,
+            None,
+            status,
+            operation=operation,
+        )
+    )
+    response = web.Response(status=status, body=content)
+    if served_type:
+        response.headers["Content-Type"] = served_type
+    return response
 
 
 def run_emulator(host: str, port: int, models_dir: str | None) -> int:

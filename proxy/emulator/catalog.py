@@ -254,6 +254,11 @@ def find_case(op: Operation, view: RequestView) -> Case | None:
     return best
 
 
+def is_catch_all(case: Case) -> bool:
+    """A case that lists no parameter at all matches every request of its operation."""
+    return not case.params
+
+
 def _specificity(case: Case) -> int:
     # An empty expected value ("body": {}) constrains nothing, so it does not count.
     return sum(1 for want in case.params.values() if want not in ({}, None))

@@ -15,6 +15,9 @@ class EmulatorConfig:
 
     ``clock`` drives every expiry, the SigV4 skew check and the throttle, so tests never sleep.
     ``extra_credentials`` lets a test accept keys the emulator did not issue (e.g. moto's STS).
+    ``queued_s`` and ``in_progress_s``: how long a report or feed stays IN_QUEUE, then
+    IN_PROGRESS, on ``clock`` (short by default so a curl session sees each status; zero in
+    tests that only want DONE). ``gzip_reports`` serves report documents GZIP-compressed.
     """
 
     client_id: str = "amzn1.application-oa2-client.spapi-proxy-emulator"
@@ -29,6 +32,9 @@ class EmulatorConfig:
     rate_per_s: float = 5.0
     burst: int = 15
     models_dir: str | None = None
+    queued_s: float = 1.0
+    in_progress_s: float = 2.0
+    gzip_reports: bool = False
     clock: Callable[[], float] = time.time
     extra_credentials: Callable[[str], KeyMaterial | None] | None = None
 

@@ -62,6 +62,10 @@ RDT_DATA_ELEMENTS: frozenset[tuple[str, str]] = frozenset(
 )
 DATA_ELEMENTS = frozenset({"buyerInfo", "shippingAddress", "buyerTaxInformation"})
 
+# Operations an RDT may cover although an LWA token suffices for some of their resources:
+# getReportDocument needs one only for restricted report types (docs/sp-api-facts.md §6).
+RDT_FOR_SOME: frozenset[tuple[str, str]] = frozenset({("GET", "/reports/2021-06-30/documents/{}")})
+
 _PARAM = re.compile(r"\{[^/{}]*\}")
 
 
@@ -76,6 +80,11 @@ def grantless_scope(method: str, path_template: str) -> str | None:
 
 def is_restricted(method: str, path_template: str) -> bool:
     return template_key(method, path_template) in RDT_REQUIRED
+
+
+def accepts_rdt(method: str, path_template: str) -> bool:
+    key = template_key(method, path_template)
+    return key in RDT_REQUIRED or key in RDT_DATA_ELEMENTS or key in RDT_FOR_SOME
 
 
 def accepts_data_elements(method: str, path_template: str) -> bool:

@@ -61,9 +61,9 @@ def _resource(item: Any, catalog: Catalog) -> RestrictedResource:
         raise RdtRequestError(NO_ACCESS, "path must start with '/'.")
     resolved = catalog.resolve(method.upper(), path)
     template = resolved.operation.path_template if resolved else ""
-    restricted = resolved is not None and resolved.operation.restricted
+    takes_rdt = resolved is not None and policy.accepts_rdt(method, template)
     takes_elements = resolved is not None and policy.accepts_data_elements(method, template)
-    if not (restricted or takes_elements):
+    if not takes_rdt:
         raise RdtRequestError(NO_ACCESS, f"{method.upper()} {path} is not a restricted operation.")
     elements = item.get("dataElements", [])
     if not isinstance(elements, list) or not set(elements) <= policy.DATA_ELEMENTS:

@@ -9,9 +9,10 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from proxy.emulator.auth import AuthResult, Denial, authenticate, authorize
-from proxy.emulator.catalog import Operation, RequestView, find_case
+from proxy.emulator.catalog import Operation, RequestView, find_case, is_catch_all
 from proxy.emulator.rdt import create_restricted_data_token
 from proxy.emulator.responses import (
+    HINT,
     RATE_LIMIT,
     front_door_400,
     json_response,
@@ -19,6 +20,7 @@ from proxy.emulator.responses import (
     sp_error,
 )
 from proxy.emulator.state import EmulatorState, ReceivedRequest
+from proxy.emulator.workflows import Call, unknown_id
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,11 @@ async def handle_sp_api(request: web.Request, body: bytes, state: EmulatorState)
     headers = tuple(request.headers.items())
     raw_target = request.raw_path
     request_id = new_request_id()
-    response, auth, op = _answer(request.method, raw_target, headers, body, state, request_id)
+    # Document URLs are built on the address the client reached the emulator at.
+    origin = f"{request.scheme}://{request.host}"
+    response, auth, op = _answer(
+        request.method, raw_target, headers, body, state, request_id, origin
+    )
     if op is None:  # refused before routing: still name the operation in the recorded call
         resolved = state.catalog.resolve(request.method, raw_target.partition("?")[0])
         op = resolved.operation if resolved else None
@@ -64,6 +70,7 @@ def _answer(
     body: bytes,
     state: EmulatorState,
     request_id: str,
+    origin: str,
 ) -> tuple[web.Response, AuthResult | None, Operation | None]:
     refused = _front_door(method, headers, body)
     if refused:
@@ -91,6 +98,19 @@ def _answer(
         return json_response(status, payload, request_id, rate), auth, op
     view = RequestView(resolved.path_params, _query(raw_target), headers, body)
     case = find_case(op, view)
+    # A matching static case wins, as in Amazon's sandbox; a live report or feed is answered
+    # before a case that lists no parameter, which would otherwise match every id.
+    workflow = state.workflows.handler(op.method, op.path_template)
+    if workflow is not None and (case is None or is_catch_all(case)):
+        call = Call(
+            next(iter(resolved.path_params.values()), ""), view.json_body, auth.token, origin
+        )
+        reply = workflow(state.workflows, call)
+        if reply is None and case is None:
+            reply = unknown_id(op.operation_id, call.path_param)
+        if reply is not None:
+            extra = {**rate, HINT: reply.hint} if reply.hint else rate
+            return json_response(reply.status, reply.body, request_id, extra), auth, op
     if case is None:
         no_match = sp_error(
             400, "InvalidInput", "Could not match input arguments", request_id, headers=rate

@@ -12,6 +12,7 @@ from proxy.emulator.credentials import CredentialStore
 from proxy.emulator.sigv4 import MASKED_HEADERS
 from proxy.emulator.throttle import Throttle
 from proxy.emulator.tokens import TokenStore
+from proxy.emulator.workflows import Workflows
 
 MAX_RECEIVED = 1000
 _SECRET_HEADERS = MASKED_HEADERS | {"authorization"}
@@ -69,3 +70,4 @@ class EmulatorState:
         self.tokens = TokenStore(config.clock, max_lifetime_s=config.token_lifetime_s)
         self.credentials = CredentialStore(config)
         self.throttle = Throttle(config.rate_per_s, config.burst, config.clock)
+        self.workflows = Workflows(config)

@@ -95,7 +95,7 @@ class ClientSellers:
             raise InvalidRequest(  # never quoted: it may be a secret all the same
                 f"{REFRESH_TOKEN_HEADER} is not an LWA refresh token.",
                 "Send the seller's refresh token as LWA issued it: Atzr| followed by up to "
-                "4096 visible ASCII characters.",
+                "4096 visible ASCII characters other than \"&',;}.",
             )
         self._redactor.add(token)
         if hmac.compare_digest(token.encode(), self._configured):
@@ -115,7 +115,7 @@ def client_sellers_off(profile: Profile) -> InvalidRequest:
         f"{REFRESH_TOKEN_HEADER} was sent, but {where}.accept_client_refresh_tokens is off "
         f"for profile {profile.name!r}.",
         f"Turn {where}.accept_client_refresh_tokens on to let requests name their seller, or "
-        f"leave the header out to use the configured seller.",
+        "leave the header out to use the configured seller.",
     )
 
 

@@ -206,6 +206,35 @@ async def test_a_rejected_client_refresh_token_is_502_lwa_rejected_naming_no_sec
     assert "revoked-seller" not in logged
 
 
+async def test_an_lwa_refusal_quoting_the_client_refresh_token_shows_it_masked(
+    emulator: TestServer,
+    emulator_config: EmulatorConfig,
+    start_proxy: StartProxy,
+    aiohttp_server: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def echoing_lwa(request: web.Request) -> web.Response:
+        form = await request.post()
+        quoted = f"refresh token {form['refresh_token']} was revoked by the seller"
+        return web.json_response(
+            {"error": "invalid_grant", "error_description": quoted}, status=400
+        )
+
+    app = web.Application()
+    app.router.add_post("/auth/o2/token", echoing_lwa)
+    lwa = await aiohttp_server(app)
+    settings = accepting(
+        settings_for(emulator, emulator_config), token_url=f"{url_of(lwa)}/auth/o2/token"
+    )
+    proxy = await start_proxy(settings)
+    status, _, body = await call(proxy_url(proxy), **seller(SELLER_B))
+    assert status == 502
+    assert "was revoked by the seller" in body  # LWA's words are quoted ...
+    assert "second-seller" not in body  # ... the token in them is not
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "second-seller" not in logged
+
+
 async def test_a_malformed_client_refresh_token_is_400_without_quoting_it(
     emulator: TestServer, emulator_config: EmulatorConfig, start_proxy: StartProxy
 ) -> None:

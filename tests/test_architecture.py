@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PROXY = Path(__file__).resolve().parents[1] / "proxy"
-COMMANDS = frozenset({"cli", "doctor", "demo", "__main__"})
+# The commands sit on top; the pytest plugin is one too (it starts the emulator and the proxy).
+COMMANDS = frozenset({"cli", "doctor", "demo", "__main__", "pytest_plugin"})
 BASE = frozenset({"secret", "errors", "config"})
 
 # What each group may import besides itself; an entry with a dot allows that one module only.

@@ -214,8 +214,9 @@ async def test_an_lwa_refusal_quoting_the_client_refresh_token_shows_it_masked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def echoing_lwa(request: web.Request) -> web.Response:
-        form = await request.post()
-        quoted = f"refresh token {form['refresh_token']} was revoked by the seller"
+        refresh_token = (await request.post())["refresh_token"]
+        assert isinstance(refresh_token, str)
+        quoted = f"refresh token {refresh_token} was revoked by the seller"
         return web.json_response(
             {"error": "invalid_grant", "error_description": quoted}, status=400
         )

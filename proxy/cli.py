@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from proxy import __version__
 from proxy.config.environment import config_path_from, env_name
@@ -18,6 +19,9 @@ from proxy.config.settings import Settings
 from proxy.observability.logging_setup import configure_logging
 from proxy.observability.redact import Redactor
 from proxy.server import eventloop
+
+if TYPE_CHECKING:
+    from proxy.emulator import EmulatorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +86,20 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="also serve every static case of the official SP-API models below DIR",
     )
+    parser.add_argument(
+        "--throttle",
+        choices=("sandbox", "models"),
+        default="sandbox",
+        help="sandbox: 5/s, burst 15 for every operation, as Amazon's sandbox (default); "
+        "models: each operation's own rate and burst from the models' usage plans",
+    )
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+
+
+def emulator_config_from(args: argparse.Namespace) -> EmulatorConfig:
+    from proxy.emulator import EmulatorConfig
+
+    return EmulatorConfig(models_dir=args.models, throttle=args.throttle)
 
 
 def port_number(text: str) -> int:
@@ -211,7 +228,15 @@ def demo(args: argparse.Namespace) -> int:
     redactor = Redactor()
     configure_logging(args.log_level, redactor)
     try:
-        asyncio.run(serve_demo(args.port, args.models, redactor=redactor, host=args.host))
+        asyncio.run(
+            serve_demo(
+                args.port,
+                args.models,
+                redactor=redactor,
+                host=args.host,
+                emulator_config=emulator_config_from(args),
+            )
+        )
     except DemoError as error:
         print(f"spapi-proxy demo: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -230,7 +255,7 @@ def emulator(args: argparse.Namespace) -> int:
         redactor.add(secret, configured=True)
     configure_logging(args.log_level, redactor)
     try:
-        return run_emulator(args.host, args.port, args.models)
+        return run_emulator(args.host, args.port, config=emulator_config_from(args))
     except OSError as error:
         reason = cannot_listen("the emulator", args.host, args.port, error)
         print(f"spapi-proxy emulator: {reason}", file=sys.stderr)

@@ -89,11 +89,13 @@ async def serve_demo(
     redactor: Redactor | None = None,
     out: TextIO = sys.stdout,
     host: str = HOST,
+    emulator_config: EmulatorConfig | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then drain and return. Raises DemoError if it can't start."""
     stop = asyncio.Event()
     with stopping_on_signals(stop):
-        emulator_app = create_emulator_app(EmulatorConfig(models_dir=models_dir))
+        config = emulator_config or EmulatorConfig(models_dir=models_dir)
+        emulator_app = create_emulator_app(config)
         emulator = emulator_app[EMULATOR_STATE]
         async with serving_emulator(emulator_app) as emulator_port:
             emulator_url = f"http://{HOST}:{emulator_port}"

@@ -1,7 +1,8 @@
 """The offline SP-API emulator: LWA, STS and the SP-API sandbox on one port.
 
-It stands in for Amazon, so it imports nothing from the proxy: signatures are checked from
-the raw bytes received by its own SigV4 verifier.
+It stands in for Amazon, so it imports nothing from the proxy but the generated operations
+table (usage plans for ``--throttle models``): signatures are checked from the raw bytes
+received by its own SigV4 verifier.
 """
 
 from proxy.emulator.app import (

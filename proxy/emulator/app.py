@@ -125,9 +125,11 @@ def serve_document(request: web.Request, body: bytes, state: EmulatorState) -> w
     return response
 
 
-def run_emulator(host: str, port: int, models_dir: str | None) -> int:
+def run_emulator(
+    host: str, port: int, models_dir: str | None = None, config: EmulatorConfig | None = None
+) -> int:
     """Serve until interrupted; print the demo credentials it accepts and its URLs."""
-    config = EmulatorConfig(models_dir=models_dir)
+    config = config or EmulatorConfig(models_dir=models_dir)
     app = create_emulator_app(config)
     state = app[EMULATOR_STATE]
     print(banner(config, host, port, len(state.catalog), state.catalog.case_count), flush=True)
@@ -140,7 +142,8 @@ def banner(config: EmulatorConfig, host: str, port: int, operations: int, cases:
     return "\n".join(
         [
             f"spapi-proxy emulator (offline LWA + STS + SP-API sandbox) on {base}",
-            f"  catalog: {operations} operations, {cases} static cases",
+            f"  catalog: {operations} operations, {cases} static cases; "
+            f"throttle: {config.throttle}",
             f"  LWA token URL:    {base}{LWA_PATH}",
             f"  STS endpoint:     {base}/",
             f"  SP-API endpoint:  {base}",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from proxy.emulator.sigv4 import KeyMaterial
 
+THROTTLES = ("sandbox", "models")
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -18,6 +20,9 @@ class EmulatorConfig:
     ``queued_s`` and ``in_progress_s``: how long a report or feed stays IN_QUEUE, then
     IN_PROGRESS, on ``clock`` (short by default so a curl session sees each status; zero in
     tests that only want DONE). ``gzip_reports`` serves report documents GZIP-compressed.
+    ``throttle``: ``sandbox``, the sandbox's flat ``rate_per_s`` and ``burst`` for every
+    operation, or ``models``, each operation's own usage plan from the models (the flat limit
+    where a model gives none).
     """
 
     client_id: str = "amzn1.application-oa2-client.spapi-proxy-emulator"
@@ -35,8 +40,15 @@ class EmulatorConfig:
     queued_s: float = 1.0
     in_progress_s: float = 2.0
     gzip_reports: bool = False
+    throttle: str = "sandbox"
     clock: Callable[[], float] = time.time
     extra_credentials: Callable[[str], KeyMaterial | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.throttle not in THROTTLES:
+            raise ValueError(
+                f"throttle must be one of {', '.join(THROTTLES)}, not {self.throttle!r}"
+            )
 
     def __repr__(self) -> str:
         # Never print the secrets the emulator accepts (they are demo values, but habits matter).
@@ -44,5 +56,5 @@ class EmulatorConfig:
             f"EmulatorConfig(client_id={self.client_id!r}, aws_access_key_id="
             f"{self.aws_access_key_id!r}, token_lifetime_s={self.token_lifetime_s}, "
             f"sts_lifetime_s={self.sts_lifetime_s}, rate_per_s={self.rate_per_s}, "
-            f"burst={self.burst}, models_dir={self.models_dir!r})"
+            f"burst={self.burst}, throttle={self.throttle!r}, models_dir={self.models_dir!r})"
         )

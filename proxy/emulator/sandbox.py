@@ -83,11 +83,11 @@ def _answer(
     if resolved is None:
         return _not_found(method, raw_path, state, request_id), auth, None
     op = resolved.operation
-    rate = {RATE_LIMIT: state.throttle.limit_header}
+    rate = {RATE_LIMIT: state.throttle.limit_header(op.method, op.path_template)}
     denial = authorize(auth.token, op, raw_path)
     if denial:
         return _deny(denial, request_id, rate), auth, op
-    if not state.throttle.allow(op.method + " " + op.path_template):
+    if not state.throttle.allow(op.method, op.path_template):
         # Amazon never sends x-amzn-RateLimit-Limit on a 429 (docs/sp-api-facts.md §7).
         quota = sp_error(
             429, "QuotaExceeded", "You exceeded your quota for the requested resource.", request_id

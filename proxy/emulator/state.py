@@ -10,7 +10,7 @@ from proxy.emulator.catalog import Catalog
 from proxy.emulator.config import EmulatorConfig
 from proxy.emulator.credentials import CredentialStore
 from proxy.emulator.sigv4 import MASKED_HEADERS
-from proxy.emulator.throttle import Throttle
+from proxy.emulator.throttle import Throttle, usage_plans
 from proxy.emulator.tokens import TokenStore
 from proxy.emulator.workflows import Workflows
 
@@ -69,5 +69,6 @@ class EmulatorState:
         self.received: collections.deque[ReceivedRequest] = collections.deque(maxlen=MAX_RECEIVED)
         self.tokens = TokenStore(config.clock, max_lifetime_s=config.token_lifetime_s)
         self.credentials = CredentialStore(config)
-        self.throttle = Throttle(config.rate_per_s, config.burst, config.clock)
+        plans = usage_plans() if config.throttle == "models" else None
+        self.throttle = Throttle(config.rate_per_s, config.burst, config.clock, plans)
         self.workflows = Workflows(config)

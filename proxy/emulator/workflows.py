@@ -94,8 +94,9 @@ def _iso(timestamp: float) -> str:
 
 
 def invalid(details: str) -> Reply:
-    return Reply(400, {"errors": [{"code": "InvalidInput", "message": "Invalid input",
-                                   "details": details}]})  # fmt: skip
+    return Reply(
+        400, {"errors": [{"code": "InvalidInput", "message": "Invalid input", "details": details}]}
+    )
 
 
 class Workflows:
@@ -145,8 +146,14 @@ class Workflows:
     ) -> Job:
         job_id = str(50_000_000_000 + secrets.randbelow(10_000_000_000))
         details = {k: body[k] for k in ("dataStartTime", "dataEndTime") if k in body}
-        job = Job(job_id, job_type, list(body["marketplaceIds"]), self._config.clock(),
-                  document_id, details)  # fmt: skip
+        job = Job(
+            job_id,
+            job_type,
+            list(body["marketplaceIds"]),
+            self._config.clock(),
+            document_id,
+            details,
+        )
         _bounded_put(jobs, job_id, job)
         return job
 
@@ -154,8 +161,10 @@ class Workflows:
         _bounded_put(self.documents, document.document_id, document)
 
     def _document_reply(self, document: Document, id_key: str, origin: str) -> Reply:
-        answer = {id_key: document.document_id, "url": origin + DOCUMENTS_PREFIX +
-                  document.document_id}  # fmt: skip
+        answer = {
+            id_key: document.document_id,
+            "url": origin + DOCUMENTS_PREFIX + document.document_id,
+        }
         if document.compressed:
             answer["compressionAlgorithm"] = "GZIP"
         return Reply(200, answer)
@@ -191,8 +200,11 @@ class Workflows:
         restricted = document.report_type in documents.RESTRICTED_REPORT_TYPES
         if restricted and call.token.kind is not TokenKind.RDT:
             # Amazon's answer to an LWA token on a restricted document (docs/sp-api-facts.md §6)
-            denied = {"code": "Unauthorized", "message": "Access to requested resource is denied.",
-                      "details": ""}  # fmt: skip
+            denied = {
+                "code": "Unauthorized",
+                "message": "Access to requested resource is denied.",
+                "details": "",
+            }
             hint = (
                 f"{document.report_type} is a restricted report type: get its document with a "
                 "restricted data token covering GET "
@@ -306,8 +318,10 @@ def _s3_error(code: str, message: str) -> bytes:
 
 def unknown_id(operation_id: str, identifier: str) -> Reply:
     details = f"{operation_id}: {identifier} is unknown to this emulator."
-    return Reply(404, {"errors": [{"code": "NotFound", "message": "Resource not found.",
-                                   "details": details}]})  # fmt: skip
+    return Reply(
+        404,
+        {"errors": [{"code": "NotFound", "message": "Resource not found.", "details": details}]},
+    )
 
 
 HANDLERS: dict[tuple[str, str], Handler] = {

@@ -48,12 +48,13 @@ from proxy.forwarding.ratelimit import (
 from proxy.forwarding.tokens import AccessTokens, Snapshot, Wanted, wanted_from
 from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamHttpError, UpstreamResponse
+from proxy.observability.request_ids import REQUEST_ID_HEADER
 from proxy.server.answers import BODYLESS_STATUSES, Answer
 
 logger = logging.getLogger(__name__)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
-REQUEST_ID = "x-amzn-RequestId"
+AMAZON_REQUEST_ID = "x-amzn-RequestId"
 EXPECT = "Expect"
 # SP-API's 401/403 `details` that mean "fetch a new token and try again"
 # (docs/sp-api-facts.md §1).
@@ -93,8 +94,9 @@ class Forwarder:
         # Injected like the clock, so tests of waits and backoff need not wait.
         self._sleep = sleep
 
-    async def handle(self, request: web.BaseRequest) -> Answer:
-        outgoing = await self._outgoing(request)
+    async def handle(self, request: web.BaseRequest, request_id: str) -> Answer:
+        """Forward `request`; `request_id` goes upstream and back to the client with it."""
+        outgoing = await self._outgoing(request, request_id)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
         sent, reply, head = await self._send(outgoing, op, wanted_from(request.headers))
         if self._shared is None:
@@ -107,7 +109,7 @@ class Forwarder:
             hint = hint_for(exchange_of(request, outgoing, sent, reply, head))
             if hint:
                 logger.warning("SP-API answered %d: %s", reply.status, hint)
-        return await stream_back(request, reply, head, {HINT_HEADER: hint} if hint else None)
+        return await stream_back(request, reply, head, request_id, hint)
 
     async def _send(
         self, outgoing: OutgoingRequest, op: Operation | None, wanted: Wanted
@@ -136,7 +138,7 @@ class Forwarder:
         sent, reply = await self._send_within_quota(outgoing, op, bucket, wanted)
         return sent, reply, b""
 
-    async def _outgoing(self, request: web.BaseRequest) -> OutgoingRequest:
+    async def _outgoing(self, request: web.BaseRequest, request_id: str) -> OutgoingRequest:
         raw_path, _, raw_query = request.raw_path.partition("?")
         check_path(raw_path)
         method = request.method
@@ -146,6 +148,7 @@ class Forwarder:
         headers.append(
             ("User-Agent", combined_user_agent(client.get("User-Agent"), self._upstream.user_agent))
         )
+        headers.append((REQUEST_ID_HEADER, request_id))
         return OutgoingRequest(method, raw_path, encode_query(raw_query), body, tuple(headers))
 
     async def _send_within_quota(
@@ -365,36 +368,42 @@ def token_was_rejected(body: bytes) -> bool:
     return any(phrase in details for phrase in REJECTED_TOKEN_DETAILS)
 
 
+# A hint replaces any copy the upstream sent.
+DROPPED_WITH_HINT = DROPPED_FROM_RESPONSE | {HINT_HEADER}
+
+
 async def stream_back(
     request: web.BaseRequest,
     reply: UpstreamResponse,
-    head: bytes = b"",
-    extra_headers: dict[str, str] | None = None,
+    head: bytes,
+    request_id: str,
+    hint: str | None = None,
 ) -> Answer:
-    """Status, headers and body back to the client; `head` is body already read.
+    """Status, headers and body back to the client, with `request_id` echoed and the
+    diagnosis's `hint` if any; `head` is body already read.
 
     A small reply is read whole and returned unsent (the server writes it in one piece); a
     larger one, or one of unknown length, is streamed from here.
     """
     try:
-        dropped = DROPPED_FROM_RESPONSE
-        if extra_headers:
-            dropped = dropped | {name.lower() for name in extra_headers}
-        headers = response_headers_to_return(reply.headers, dropped)
-        if extra_headers:
-            headers += extra_headers.items()
+        headers = response_headers_to_return(
+            reply.headers, DROPPED_FROM_RESPONSE if hint is None else DROPPED_WITH_HINT
+        )
+        headers.append((REQUEST_ID_HEADER, request_id))
+        if hint is not None:
+            headers.append((HINT_HEADER, hint))
         has_date = "Date" in reply.headers
-        request_id = reply.headers.get(REQUEST_ID)
+        amazon_request_id = reply.headers.get(AMAZON_REQUEST_ID)
         length = content_length(reply)
         if small_body_length(request, reply, head, length) is not None:
-            return await answer_whole(reply, headers, length or 0, has_date, request_id)
+            return await answer_whole(reply, headers, length or 0, has_date, amazon_request_id)
         response = Answer(
             reply.status,
             reply.reason,
             headers,
             length=length,
             has_date=has_date,
-            request_id=request_id,
+            amazon_request_id=amazon_request_id,
         )
         await response.prepare(request)
         try:
@@ -443,7 +452,7 @@ async def answer_whole(
     headers: list[tuple[str, str]],
     length: int,
     has_date: bool,
-    request_id: str | None,
+    amazon_request_id: str | None,
 ) -> Answer:
     """The whole reply, sent in one write; `headers` are without Content-Length, which is set
     from the body."""
@@ -456,5 +465,10 @@ async def answer_whole(
             "Retry the request; if it keeps happening, check the network to the upstream.",
         ) from None
     return Answer(
-        reply.status, reply.reason, headers, body, has_date=has_date, request_id=request_id
+        reply.status,
+        reply.reason,
+        headers,
+        body,
+        has_date=has_date,
+        amazon_request_id=amazon_request_id,
     )

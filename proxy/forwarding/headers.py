@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from multidict import CIMultiDictProxy
 
+from proxy.observability.request_ids import REQUEST_ID_HEADER
+
 # RFC 9110 §7.6.1: meaningful for one connection only.
 HOP_BY_HOP = frozenset(
     {
@@ -34,7 +36,8 @@ RDT_PREFIX = "Atz.sprdt|"
 REFRESH_TOKEN_HEADER = "x-spapi-refresh-token"
 
 # The proxy sets these itself; a client's copy is dropped so it can't be forwarded twice
-# or override the signed value.
+# or override the signed value (X-Request-Id: the client's goes up as the proxy's own copy, or is
+# replaced when unusable).
 OWNED = frozenset(
     {
         "host",
@@ -50,6 +53,7 @@ OWNED = frozenset(
         CLIENT_RDT_HEADER,
         DATA_ELEMENTS_HEADER,
         REFRESH_TOKEN_HEADER,
+        REQUEST_ID_HEADER.lower(),
     }
 )
 
@@ -57,9 +61,10 @@ OWNED = frozenset(
 DROPPED_FROM_REQUEST = HOP_BY_HOP | OWNED | {"content-length", "expect"}
 
 
-# What never goes back to the client from an upstream answer: hop-by-hop fields, and the length,
-# which the answer writer states itself from the body it frames (proxy.server.answers).
-DROPPED_FROM_RESPONSE = HOP_BY_HOP | {"content-length"}
+# What never goes back to the client from an upstream answer: hop-by-hop fields, the length,
+# which the answer writer states itself from the body it frames (proxy.server.answers), and
+# X-Request-Id, which the proxy echoes itself.
+DROPPED_FROM_RESPONSE = HOP_BY_HOP | {"content-length", REQUEST_ID_HEADER.lower()}
 
 
 def connection_tokens(connection_values: Iterable[str]) -> frozenset[str]:

@@ -27,6 +27,8 @@ from email.utils import formatdate
 from aiohttp import HttpVersion10, web
 from aiohttp.abc import AbstractStreamWriter
 
+from proxy.observability.request_ids import REQUEST_ID_HEADER
+
 # Statuses that never carry a body, whatever the fields say (RFC 9110 §6.4.1).
 BODYLESS_STATUSES = frozenset({204, 304})
 
@@ -50,19 +52,26 @@ class Answer(web.StreamResponse):
         *,
         length: int | None = None,
         has_date: bool = False,
-        request_id: str | None = None,
+        amazon_request_id: str | None = None,
     ) -> None:
         super().__init__(status=status, reason=reason)
         self._answer_fields = fields  # never Content-Length or hop-by-hop fields
         self._answer_body = body
         self._answer_length = length
         self._answer_has_date = has_date
-        self.request_id = request_id  # the upstream's x-amzn-RequestId, for the access line
+        # The upstream's x-amzn-RequestId, for the access line.
+        self.amazon_request_id = amazon_request_id
         self._answer_writer: AbstractStreamWriter | None = None
         self._answer_chunked = False
         self._answer_keep_alive = False
         self._answer_close = False  # force_close() was called
         self._answer_done = False
+
+    def add_field(self, name: str, value: str) -> None:
+        """One more field for the head; only before `prepare()`."""
+        if self._answer_writer is not None:
+            raise RuntimeError("add_field() after prepare()")
+        self._answer_fields.append((name, value))
 
     @property
     def keep_alive(self) -> bool:
@@ -176,12 +185,25 @@ def http_date(second: int) -> str:
 
 
 def error_answer(
-    status: int, code: str, message: str, details: str = "", headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: str = "",
+    headers: dict[str, str] | None = None,
+    *,
+    request_id: str,
 ) -> Answer:
-    """The proxy's own error in SP-API's shape, `x-spapi-proxy-error` naming its code."""
+    """The proxy's own error in SP-API's shape, `x-spapi-proxy-error` naming its code.
+
+    The request id is in the body as well as in `X-Request-Id`: a user who only kept the body
+    can still quote the one id the proxy's log and the upstream know the call by. It sits beside
+    `errors`, not in an entry, so the entries keep SP-API's exact fields.
+    """
     entry = {"code": code, "message": message}
     if details:
         entry["details"] = details
     fields = [("Content-Type", "application/json"), *(headers or {}).items()]
     fields.append(("x-spapi-proxy-error", code))
-    return Answer(status, None, fields, json.dumps({"errors": [entry]}).encode())
+    fields.append((REQUEST_ID_HEADER, request_id))
+    body = json.dumps({"errors": [entry], "requestId": request_id}).encode()
+    return Answer(status, None, fields, body)

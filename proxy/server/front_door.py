@@ -30,6 +30,7 @@ from proxy.observability.logging_setup import (
     loggable,
     write_access_line,
 )
+from proxy.observability.request_ids import REQUEST_ID_HEADER, request_id_of
 from proxy.profiles import ProfileRuntime, client_sellers_off
 from proxy.server.answers import Answer, error_answer
 from proxy.server.app import ProxyApp
@@ -63,6 +64,7 @@ class FrontDoor:
         # Every connection of the proxy's server is a ProxyConnection (proxy.server.listener).
         connection = cast(ProxyConnection, request.protocol)
         connection.request_began(request)
+        request_id = request_id_of(request.headers)
         try:
             try:
                 check_request_line(request)
@@ -84,28 +86,35 @@ class FrontDoor:
                         raise client_sellers_off(runtime.profile)
                     else:
                         forwarder = runtime.forwarder
-                    response = await forwarder.handle(request)
+                    response = await forwarder.handle(request, request_id)
                 else:
                     response = await self._own_endpoint(request, path)
+                    response.add_field(REQUEST_ID_HEADER, request_id)
             except ProxyError as error:
                 logger.warning(
-                    "%s %s: %s", error.code, loggable(request.path), loggable(error.message)
+                    "%s %s: %s (request id %s)",
+                    error.code,
+                    loggable(request.path),
+                    loggable(error.message),
+                    request_id,
                 )
                 self._metrics.errors.labels(error.code).inc()
-                response = error_response(error)
+                response = error_response(error, request_id)
                 if isinstance(error, RequestTooLarge):
                     # Don't let aiohttp read and discard the rest of a huge body to keep the
                     # connection.
                     response.force_close()
             except (ConnectionResetError, asyncio.CancelledError):
-                self._log_access(request, CLIENT_GONE, started, None)
+                self._log_access(request, CLIENT_GONE, started, None, request_id)
                 raise
             except Exception as error:
-                self._log_unexpected(request, error)
-                response = error_response(UNEXPECTED)
+                self._log_unexpected(request, error, request_id)
+                response = error_response(UNEXPECTED, request_id)
             if connection.watchdog.draining:
                 response.force_close()  # the client learns from `Connection: close`
-            self._log_access(request, response.status, started, response.request_id)
+            self._log_access(
+                request, response.status, started, response.amazon_request_id, request_id
+            )
             return response
         finally:
             connection.request_ended()
@@ -139,22 +148,29 @@ class FrontDoor:
                 f"send it in {CLIENT_KEY_HEADER}.",
             )
 
-    def _log_unexpected(self, request: web.BaseRequest, error: Exception) -> None:
+    def _log_unexpected(self, request: web.BaseRequest, error: Exception, request_id: str) -> None:
         logger.error(
-            "Unexpected %s handling %s %s",
+            "Unexpected %s handling %s %s (request id %s)",
             failure_summary(error, self._redactor.scrub),
             request.method,
             loggable(request.path),
+            request_id,
         )
         logger.debug("raised through:\n%s", failure_frames(error))
 
     def _log_access(
-        self, request: web.BaseRequest, status: int, started: float, request_id: str | None
+        self,
+        request: web.BaseRequest,
+        status: int,
+        started: float,
+        amazon_request_id: str | None,
+        request_id: str,
     ) -> None:
         self._metrics.count_request(request.method, status)
         elapsed_ms = (time.perf_counter() - started) * 1000
         write_access_line(
-            f"{request.method} {request.path} {status} {elapsed_ms:.1f}ms {request_id or '-'}"
+            f"{request.method} {request.path} {status} {elapsed_ms:.1f}ms "
+            f"{amazon_request_id or '-'} {request_id}"
         )
 
 
@@ -200,8 +216,15 @@ def used_as_forward_proxy(request: web.BaseRequest) -> InvalidRequest:
     )
 
 
-def error_response(error: ProxyError) -> Answer:
-    return error_answer(error.status, error.code, error.message, error.details, error.headers)
+def error_response(error: ProxyError, request_id: str) -> Answer:
+    return error_answer(
+        error.status,
+        error.code,
+        error.message,
+        error.details,
+        error.headers,
+        request_id=request_id,
+    )
 
 
 def profile_for(profiles: dict[str, ProfileRuntime], name: str) -> ProfileRuntime:

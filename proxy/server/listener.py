@@ -31,6 +31,7 @@ from aiohttp import web
 
 from proxy.config.settings import Settings
 from proxy.observability.logging_setup import failure_frames, failure_summary
+from proxy.observability.request_ids import new_request_id
 from proxy.server.answers import error_answer
 
 logger = logging.getLogger(__name__)
@@ -218,11 +219,18 @@ class ProxyConnection(web.RequestHandler):
             status, ("InternalError", "The proxy failed unexpectedly; its log has details.")
         )
         reason = type(exc).__name__ if exc else "unknown"
+        # No head was read to take a client's id from: the refusal gets one of its own.
+        request_id = new_request_id()
         if isinstance(exc, ConnectionError):  # the client went away; nothing can be said to it
             logger.debug("a client went away before its answer (%s)", reason)
         else:
-            logger.warning("refused a request the HTTP parser rejected (%d, %s)", status, reason)
-        answer = error_answer(status, code, text, reason)
+            logger.warning(
+                "refused a request the HTTP parser rejected (%d, %s; request id %s)",
+                status,
+                reason,
+                request_id,
+            )
+        answer = error_answer(status, code, text, reason, request_id=request_id)
         answer.force_close()
         return answer
 

@@ -102,9 +102,8 @@ def _answer(
     # before a case that lists no parameter, which would otherwise match every id.
     workflow = state.workflows.handler(op.method, op.path_template)
     if workflow is not None and (case is None or is_catch_all(case)):
-        call = Call(
-            next(iter(resolved.path_params.values()), ""), view.json_body, auth.token, origin
-        )
+        param = next(iter(resolved.path_params.values()), "")
+        call = Call(param, view.json_body, auth.token, origin, view.query)
         reply = workflow(state.workflows, call)
         if reply is None and case is None:
             reply = unknown_id(op.operation_id, call.path_param)

@@ -11,11 +11,13 @@ the client fetches them directly, not through SP-API (or the proxy).
 
 from __future__ import annotations
 
+import base64
 import enum
 import gzip
+import json
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,7 @@ DOCUMENTS_PREFIX = "/_emulator/documents/"
 # Enough for any test run; past it the oldest report, feed or document is forgotten first.
 MAX_ENTRIES = 10_000
 REPORTS = "/reports/2021-06-30"
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 10, 100
 FEEDS = "/feeds/2021-06-30"
 
 
@@ -72,12 +75,17 @@ class Document:
 @dataclass(frozen=True)
 class Call:
     """What a workflow handler is given: the request's one path parameter (or ""), its JSON
-    body, the token it came with and the origin document URLs are built on."""
+    body, the token it came with, the origin document URLs are built on, and its query."""
 
     path_param: str
     body: Any
     token: IssuedToken
     origin: str
+    query: Sequence[tuple[str, str]] = ()
+
+    def listed(self, name: str) -> list[str]:
+        """A query array, sent as repeated keys or comma-separated (both reach SP-API)."""
+        return [part for key, value in self.query if key == name for part in value.split(",")]
 
 
 Handler = Callable[["Workflows", Call], Reply | None]
@@ -190,6 +198,17 @@ class Workflows:
             return None
         return Reply(200, self._describe(job, "reportId", "reportType", "reportDocumentId"))
 
+    def get_reports(self, call: Call) -> Reply | None:
+        return self._list(
+            call,
+            self.reports,
+            "reports",
+            "reportTypes",
+            "reportId",
+            "reportType",
+            "reportDocumentId",
+        )
+
     def cancel_report(self, call: Call) -> Reply | None:
         return self._cancel(self.reports.get(call.path_param), "report")
 
@@ -254,8 +273,53 @@ class Workflows:
             return None
         return Reply(200, self._describe(job, "feedId", "feedType", "resultFeedDocumentId"))
 
+    def get_feeds(self, call: Call) -> Reply | None:
+        return self._list(
+            call, self.feeds, "feeds", "feedTypes", "feedId", "feedType", "resultFeedDocumentId"
+        )
+
     def cancel_feed(self, call: Call) -> Reply | None:
         return self._cancel(self.feeds.get(call.path_param), "feed")
+
+    def _list(
+        self,
+        call: Call,
+        jobs: dict[str, Job],
+        key: str,
+        types_key: str,
+        id_key: str,
+        type_key: str,
+        document_key: str,
+    ) -> Reply:
+        """getReports / getFeeds: newest first, filtered by type and status, paged with an
+        opaque nextToken that carries the filters (SP-API wants nothing else beside it)."""
+        next_token = dict(call.query).get("nextToken")
+        if next_token:
+            try:
+                types, statuses, offset, size = json.loads(base64.urlsafe_b64decode(next_token))
+            except (ValueError, TypeError):  # not base64, not JSON, or not our four fields
+                return invalid("nextToken is not one this emulator gave.")
+        else:
+            types, statuses, offset = call.listed(types_key), call.listed("processingStatuses"), 0
+            if not types:
+                return invalid(f"{types_key} is required when nextToken is not given.")
+            size_text = dict(call.query).get("pageSize", str(DEFAULT_PAGE_SIZE))
+            size = int(size_text) if size_text.isdigit() else 0
+            if not 1 <= size <= MAX_PAGE_SIZE:
+                return invalid(f"pageSize must be 1 to {MAX_PAGE_SIZE}.")
+        matching = [
+            job
+            for job in reversed(jobs.values())
+            if job.job_type in types and (not statuses or self.status(job).value in statuses)
+        ]
+        page = matching[offset : offset + size]
+        answer: dict[str, Any] = {
+            key: [self._describe(job, id_key, type_key, document_key) for job in page]
+        }
+        if offset + size < len(matching):
+            state = json.dumps([types, statuses, offset + size, size]).encode()
+            answer["nextToken"] = base64.urlsafe_b64encode(state).decode()
+        return Reply(200, answer)
 
     def _cancel(self, job: Job | None, what: str) -> Reply | None:
         if job is None:
@@ -326,12 +390,14 @@ def unknown_id(operation_id: str, identifier: str) -> Reply:
 
 HANDLERS: dict[tuple[str, str], Handler] = {
     ("POST", f"{REPORTS}/reports"): Workflows.create_report,
+    ("GET", f"{REPORTS}/reports"): Workflows.get_reports,
     ("GET", f"{REPORTS}/reports/{{}}"): Workflows.get_report,
     ("DELETE", f"{REPORTS}/reports/{{}}"): Workflows.cancel_report,
     ("GET", f"{REPORTS}/documents/{{}}"): Workflows.get_report_document,
     ("POST", f"{FEEDS}/documents"): Workflows.create_feed_document,
     ("GET", f"{FEEDS}/documents/{{}}"): Workflows.get_feed_document,
     ("POST", f"{FEEDS}/feeds"): Workflows.create_feed,
+    ("GET", f"{FEEDS}/feeds"): Workflows.get_feeds,
     ("GET", f"{FEEDS}/feeds/{{}}"): Workflows.get_feed,
     ("DELETE", f"{FEEDS}/feeds/{{}}"): Workflows.cancel_feed,
 }

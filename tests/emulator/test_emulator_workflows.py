@@ -297,3 +297,42 @@ async def test_a_static_case_still_wins_when_its_matcher_matches(
     )  # fmt: skip
     assert status == 202
     assert live["reportId"] != "ID323"
+
+
+async def test_get_reports_and_get_feeds_list_what_was_created_filtered_and_paged(
+    make_emu: MakeEmu,
+) -> None:
+    emu = await make_emu(queued_s=10.0, in_progress_s=10.0)
+    token = await emu.token()
+    ids = []
+    for report_type in (ORDERS_REPORT, ORDERS_REPORT, "GET_MERCHANT_LISTINGS_ALL_DATA"):
+        _, created = await call(
+            emu, token, "POST", f"{REPORTS}/reports",
+            {"reportType": report_type, "marketplaceIds": [MARKETPLACE]},
+        )  # fmt: skip
+        ids.append(created["reportId"])
+        emu.clock.advance(1)
+
+    status, page = await call(
+        emu, token, "GET", f"{REPORTS}/reports?reportTypes={ORDERS_REPORT}&pageSize=1"
+    )
+    assert status == 200
+    assert [r["reportId"] for r in page["reports"]] == [ids[1]]  # newest first
+    status, rest = await call(emu, token, "GET", f"{REPORTS}/reports?nextToken={page['nextToken']}")
+    assert [r["reportId"] for r in rest["reports"]] == [ids[0]]
+    assert "nextToken" not in rest
+
+    queued = f"{REPORTS}/reports?reportTypes={ORDERS_REPORT},GET_MERCHANT_LISTINGS_ALL_DATA"
+    _, listed = await call(emu, token, "GET", queued + "&processingStatuses=IN_QUEUE")
+    assert [r["reportId"] for r in listed["reports"]] == ids[::-1]
+    _, done = await call(emu, token, "GET", queued + "&processingStatuses=DONE")
+    assert done["reports"] == []
+
+    status, refused = await call(emu, token, "GET", f"{REPORTS}/reports?nextToken=IkEi")
+    assert status == 400
+    status, refused = await call(emu, token, "GET", f"{REPORTS}/reports")
+    assert status == 400
+    assert "reportTypes" in refused["errors"][0]["details"]
+
+    status, feeds = await call(emu, token, "GET", f"{FEEDS}/feeds?feedTypes=POST_PRODUCT_DATA")
+    assert (status, feeds) == (200, {"feeds": []})

@@ -46,6 +46,9 @@ GET_ADDRESS = "GET /orders/v0/orders/TEST_CASE_200/address 200"
 GET_DESTINATIONS = "GET /notifications/v1/destinations 200"
 POST_DESTINATION = "POST /notifications/v1/destinations 200"
 POST_RDT = "POST /tokens/2021-03-01/restrictedDataToken 200"
+CREATE_REPORT = "POST /reports/2021-06-30/reports 202"
+CREATE_FEED_DOCUMENT = "POST /feeds/2021-06-30/documents 201"
+CREATE_FEED = "POST /feeds/2021-06-30/feeds 202"
 RDT_LIFETIME = str(int(EmulatorConfig().token_lifetime_s))
 
 # What each block prints, and the access lines the demo writes for its calls.
@@ -55,6 +58,11 @@ EXPECTED: dict[str, tuple[list[str], list[str]]] = {
         [GET_ORDERS, GET_ADDRESS, GET_DESTINATIONS, POST_RDT],
     ),
     "python-amazon-sp-api+proxy.sdk": ([CITY], [GET_ADDRESS]),
+    # the orders report's first column; the feed's processing report counts its two records
+    "python-amazon-sp-api+reports+proxy.sdk": (
+        ["amazon-order-id", "2"],
+        [CREATE_REPORT, CREATE_FEED_DOCUMENT, CREATE_FEED],
+    ),
     "amzn-sp-api": (
         [ORDER_ID, CITY, DESTINATION, CREATED],
         [GET_ORDERS, GET_ADDRESS, GET_DESTINATIONS, POST_DESTINATION],

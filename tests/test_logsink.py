@@ -9,6 +9,7 @@ import re
 import select
 import time
 
+from proxy.observability.access import AccessFacts
 from proxy.observability.logging_setup import ACCESS_LOGGER, LogFormatter, fast_access_writer
 from proxy.observability.logsink import FLUSH_INTERVAL_S, BatchedStreamHandler
 from proxy.observability.redact import RedactingFilter, Redactor
@@ -61,10 +62,13 @@ def test_fast_access_line_is_the_line_logging_would_write_scrubbed() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     write_fast = fast_access_writer(handler, formatter, redactor)
-    message = "GET /orders/v0/orders/configured-secret-value/Atza|leaked 200 1.5ms req-1"
+    path = "/orders/v0/orders/configured-secret-value/Atza|leaked"
+    message = f"GET {path} 200 1.5ms amzn-1 req-1"
+    facts = AccessFacts("req-1")
+    facts.amazon_request_id = "amzn-1"
     try:
         logger.info("%s", message)
-        write_fast(message)
+        write_fast("GET", path, 200, 1.54, facts)
         handler.flush()
         via_logging, via_fast = readable_within(read_end, 1.0).decode().splitlines()
     finally:
@@ -77,4 +81,6 @@ def test_fast_access_line_is_the_line_logging_would_write_scrubbed() -> None:
     assert stamp.match(via_fast)
     assert stamp.match(via_logging)
     assert stamp.sub("", via_fast) == stamp.sub("", via_logging)
-    assert via_fast.endswith(" INFO    proxy.access: GET /orders/v0/orders/***/*** 200 1.5ms req-1")
+    assert via_fast.endswith(
+        " INFO    proxy.access: GET /orders/v0/orders/***/*** 200 1.5ms amzn-1 req-1"
+    )

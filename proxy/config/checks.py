@@ -13,7 +13,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from proxy.config.errors import InvalidValue
-from proxy.config.settings import MAX_BUSY_POLL_US, REGIONS, SHARED_STATE_ON_ERROR
+from proxy.config.settings import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_BUSY_POLL_US,
+    REGIONS,
+    SHARED_STATE_ON_ERROR,
+)
 
 TOKEN_HEADERS = ("x-amz-access-token", "x-amzn-access-token")
 
@@ -61,6 +67,20 @@ def check_on_error(value: str) -> str:
     choice = value.lower()
     if choice not in SHARED_STATE_ON_ERROR:
         raise InvalidValue(f"must be one of {', '.join(SHARED_STATE_ON_ERROR)}, got {value!r}")
+    return choice
+
+
+def check_log_format(value: str) -> str:
+    choice = value.lower()
+    if choice not in LOG_FORMATS:
+        raise InvalidValue(f"must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return choice
+
+
+def check_log_level(value: str) -> str:
+    choice = value.upper()
+    if choice not in LOG_LEVELS:
+        raise InvalidValue(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
     return choice
 
 

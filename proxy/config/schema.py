@@ -15,6 +15,8 @@ from proxy.config.checks import (
     check_endpoint,
     check_http_url,
     check_key_prefix,
+    check_log_format,
+    check_log_level,
     check_methods,
     check_not_negative,
     check_on_error,
@@ -30,6 +32,7 @@ from proxy.config.settings import (
     IDEMPOTENT_METHODS,
     AwsSettings,
     ListenSettings,
+    LoggingSettings,
     LwaSettings,
     RateLimitSettings,
     RdtSettings,
@@ -157,10 +160,17 @@ SCHEMA: dict[str, Section] = {
             "encryption_key": Key("str", None, optional=True, secret=True),
         },
     ),
+    "logging": Section(
+        LoggingSettings,
+        {
+            "format": Key("str", "text", check=check_log_format),
+            "level": Key("str", "INFO", check=check_log_level),
+        },
+    ),
 }
 
 # The top-level key holding named profiles, and the sections a profile may set; the other
-# sections (listen, rdt, rate_limits, shared_state) are proxy-wide.
+# sections (listen, rdt, rate_limits, shared_state, logging) are proxy-wide.
 PROFILES = "profiles"
 PROFILE_SECTIONS = ("upstream", "lwa", "aws")
 

@@ -160,6 +160,17 @@ class SharedStateSettings:
     encryption_key: Secret | None = None  # tokens in Redis are encrypted under it (AES-GCM)
 
 
+# How log lines are written: the classic text line, or one JSON object per line for collectors.
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    format: str = "text"  # text | json
+    level: str = "INFO"  # `--log-level` overrides it
+
+
 DEFAULT_PROFILE = "default"
 
 
@@ -182,6 +193,7 @@ class Settings:
     rdt: RdtSettings = RdtSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     shared_state: SharedStateSettings = SharedStateSettings()
+    logging: LoggingSettings = LoggingSettings()
     # Named profiles besides the default one (the top-level upstream/lwa/aws).
     profiles: tuple[Profile, ...] = ()
 

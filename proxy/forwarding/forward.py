@@ -48,6 +48,7 @@ from proxy.forwarding.ratelimit import (
 from proxy.forwarding.tokens import AccessTokens, Snapshot, Wanted, wanted_from
 from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamHttpError, UpstreamResponse
+from proxy.observability.access import AccessFacts
 from proxy.observability.request_ids import REQUEST_ID_HEADER
 from proxy.server.answers import BODYLESS_STATUSES, Answer
 
@@ -64,6 +65,8 @@ REJECTED_TOKEN_DETAILS = (
 )
 # The official SDKs' 429 backoff: 1 s x 2^n plus jitter (docs/sp-api-facts.md §7).
 RETRY_BASE_S = 1.0
+# The operation label of a request no SP-API operation matches.
+UNKNOWN_OPERATION = "unknown"
 RATE_LIMIT_HEADER = "x-amzn-RateLimit-Limit"
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -94,11 +97,14 @@ class Forwarder:
         # Injected like the clock, so tests of waits and backoff need not wait.
         self._sleep = sleep
 
-    async def handle(self, request: web.BaseRequest, request_id: str) -> Answer:
-        """Forward `request`; `request_id` goes upstream and back to the client with it."""
-        outgoing = await self._outgoing(request, request_id)
+    async def handle(self, request: web.BaseRequest, facts: AccessFacts) -> Answer:
+        """Forward `request`; its request id (in `facts`) goes upstream and back to the client
+        with it, and what the access line says about it is noted in `facts` as it is learnt."""
+        outgoing = await self._outgoing(request, facts.request_id)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
+        facts.operation = UNKNOWN_OPERATION if op is None else op.name
         sent, reply, head = await self._send(outgoing, op, wanted_from(request.headers))
+        facts.token_kind = sent.token_kind
         if self._shared is None:
             self._observe_rate_limit(sent, reply)
         else:
@@ -109,7 +115,7 @@ class Forwarder:
             hint = hint_for(exchange_of(request, outgoing, sent, reply, head))
             if hint:
                 logger.warning("SP-API answered %d: %s", reply.status, hint)
-        return await stream_back(request, reply, head, request_id, hint)
+        return await stream_back(request, reply, head, facts, hint)
 
     async def _send(
         self, outgoing: OutgoingRequest, op: Operation | None, wanted: Wanted
@@ -376,11 +382,12 @@ async def stream_back(
     request: web.BaseRequest,
     reply: UpstreamResponse,
     head: bytes,
-    request_id: str,
+    facts: AccessFacts,
     hint: str | None = None,
 ) -> Answer:
-    """Status, headers and body back to the client, with `request_id` echoed and the
-    diagnosis's `hint` if any; `head` is body already read.
+    """Status, headers and body back to the client, with the request id echoed and the
+    diagnosis's `hint` if any; `head` is body already read. Amazon's request id is noted in
+    `facts` for the access line.
 
     A small reply is read whole and returned unsent (the server writes it in one piece); a
     larger one, or one of unknown length, is streamed from here.
@@ -389,22 +396,15 @@ async def stream_back(
         headers = response_headers_to_return(
             reply.headers, DROPPED_FROM_RESPONSE if hint is None else DROPPED_WITH_HINT
         )
-        headers.append((REQUEST_ID_HEADER, request_id))
+        headers.append((REQUEST_ID_HEADER, facts.request_id))
         if hint is not None:
             headers.append((HINT_HEADER, hint))
         has_date = "Date" in reply.headers
-        amazon_request_id = reply.headers.get(AMAZON_REQUEST_ID)
+        facts.amazon_request_id = reply.headers.get(AMAZON_REQUEST_ID)
         length = content_length(reply)
         if small_body_length(request, reply, head, length) is not None:
-            return await answer_whole(reply, headers, length or 0, has_date, amazon_request_id)
-        response = Answer(
-            reply.status,
-            reply.reason,
-            headers,
-            length=length,
-            has_date=has_date,
-            amazon_request_id=amazon_request_id,
-        )
+            return await answer_whole(reply, headers, length or 0, has_date)
+        response = Answer(reply.status, reply.reason, headers, length=length, has_date=has_date)
         await response.prepare(request)
         try:
             if head:
@@ -452,7 +452,6 @@ async def answer_whole(
     headers: list[tuple[str, str]],
     length: int,
     has_date: bool,
-    amazon_request_id: str | None,
 ) -> Answer:
     """The whole reply, sent in one write; `headers` are without Content-Length, which is set
     from the body."""
@@ -464,11 +463,4 @@ async def answer_whole(
             f"SP-API's answer broke off before its end ({type(error).__name__}).",
             "Retry the request; if it keeps happening, check the network to the upstream.",
         ) from None
-    return Answer(
-        reply.status,
-        reply.reason,
-        headers,
-        body,
-        has_date=has_date,
-        amazon_request_id=amazon_request_id,
-    )
+    return Answer(reply.status, reply.reason, headers, body, has_date=has_date)

@@ -52,15 +52,12 @@ class Answer(web.StreamResponse):
         *,
         length: int | None = None,
         has_date: bool = False,
-        amazon_request_id: str | None = None,
     ) -> None:
         super().__init__(status=status, reason=reason)
         self._answer_fields = fields  # never Content-Length or hop-by-hop fields
         self._answer_body = body
         self._answer_length = length
         self._answer_has_date = has_date
-        # The upstream's x-amzn-RequestId, for the access line.
-        self.amazon_request_id = amazon_request_id
         self._answer_writer: AbstractStreamWriter | None = None
         self._answer_chunked = False
         self._answer_keep_alive = False

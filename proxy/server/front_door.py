@@ -24,6 +24,7 @@ from proxy.errors import (
 )
 from proxy.forwarding.forward import not_a_path
 from proxy.forwarding.headers import PROFILE_HEADER, REFRESH_TOKEN_HEADER
+from proxy.observability.access import AccessFacts
 from proxy.observability.logging_setup import (
     failure_frames,
     failure_summary,
@@ -64,7 +65,8 @@ class FrontDoor:
         # Every connection of the proxy's server is a ProxyConnection (proxy.server.listener).
         connection = cast(ProxyConnection, request.protocol)
         connection.request_began(request)
-        request_id = request_id_of(request.headers)
+        facts = AccessFacts(request_id_of(request.headers))
+        request_id = facts.request_id
         try:
             try:
                 check_request_line(request)
@@ -79,6 +81,7 @@ class FrontDoor:
                         if profile is None
                         else profile_for(profiles, profile)
                     )
+                    facts.profile = runtime.profile.name
                     sellers = runtime.sellers
                     if sellers is not None:
                         forwarder = sellers.forwarder_for(request.headers)
@@ -86,7 +89,7 @@ class FrontDoor:
                         raise client_sellers_off(runtime.profile)
                     else:
                         forwarder = runtime.forwarder
-                    response = await forwarder.handle(request, request_id)
+                    response = await forwarder.handle(request, facts)
                 else:
                     response = await self._own_endpoint(request, path)
                     response.add_field(REQUEST_ID_HEADER, request_id)
@@ -105,16 +108,14 @@ class FrontDoor:
                     # connection.
                     response.force_close()
             except (ConnectionResetError, asyncio.CancelledError):
-                self._log_access(request, CLIENT_GONE, started, None, request_id)
+                self._log_access(request, CLIENT_GONE, started, facts)
                 raise
             except Exception as error:
                 self._log_unexpected(request, error, request_id)
                 response = error_response(UNEXPECTED, request_id)
             if connection.watchdog.draining:
                 response.force_close()  # the client learns from `Connection: close`
-            self._log_access(
-                request, response.status, started, response.amazon_request_id, request_id
-            )
+            self._log_access(request, response.status, started, facts)
             return response
         finally:
             connection.request_ended()
@@ -159,19 +160,11 @@ class FrontDoor:
         logger.debug("raised through:\n%s", failure_frames(error))
 
     def _log_access(
-        self,
-        request: web.BaseRequest,
-        status: int,
-        started: float,
-        amazon_request_id: str | None,
-        request_id: str,
+        self, request: web.BaseRequest, status: int, started: float, facts: AccessFacts
     ) -> None:
         self._metrics.count_request(request.method, status)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        write_access_line(
-            f"{request.method} {request.path} {status} {elapsed_ms:.1f}ms "
-            f"{amazon_request_id or '-'} {request_id}"
-        )
+        write_access_line(request.method, request.path, status, elapsed_ms, facts)
 
 
 def check_request_line(request: web.BaseRequest) -> None:

@@ -150,7 +150,7 @@ async def running_profile(
             )
             rdts = RdtSource(seller, credentials, pool, signer, clock)
             access = AccessTokens(
-                credentials, rdts, settings.rdt.enabled, settings.rdt.max_cached, clock
+                credentials, rdts, settings.rdt.enabled, settings.rdt.max_cached, clock, metrics
             )
             limiter = rate_limiter(seller, settings, clock)
             forwarder = Forwarder(

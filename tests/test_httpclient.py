@@ -482,6 +482,7 @@ async def test_idempotent_request_on_a_stale_connection_is_sent_once_more(
         await get(pool, "/first")
         response, _ = await get(pool, "/again", method)
         assert response.status == 200
+        assert pool.stale_resends == 1  # what the proxy's retries metric reads
     assert [(r.line.split()[1], r.connection, r.index) for r in server.requests] == [
         (b"/first", 0, 0),
         (b"/again", 0, 1),

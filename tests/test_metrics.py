@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from proxy.observability.metrics import LATENCY_BUCKETS, ProxyMetrics
 
+ORDERS = {"operation": "getOrders", "method": "GET", "status": "200", "profile": "default"}
 
-def sample(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in the metrics")
+
+def sample(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return found.value
+    raise AssertionError(f"{name}{labels} not in the metrics")
 
 
 def test_requests_are_counted_by_method_and_status_with_unknown_methods_as_other() -> None:
     metrics = ProxyMetrics()
     for method, status in [("GET", 200), ("GET", 200), ("POST", 429), ("BREW", 400)]:
-        metrics.count_request(method, status)
+        metrics.count_request("getOrders", method, status, "default")
     text = metrics.render().decode()
-    assert sample(text, 'spapi_proxy_requests_total{method="GET",status="200"}') == 2
-    assert sample(text, 'spapi_proxy_requests_total{method="POST",status="429"}') == 1
-    assert sample(text, 'spapi_proxy_requests_total{method="OTHER",status="400"}') == 1
+    name = "spapi_proxy_requests_total"
+    assert sample(text, name, **ORDERS) == 2
+    assert sample(text, name, **{**ORDERS, "method": "POST", "status": "429"}) == 1
+    assert sample(text, name, **{**ORDERS, "method": "OTHER", "status": "400"}) == 1
     assert "BREW" not in text
 
 
 def test_latency_histogram_buckets_are_cumulative_and_inclusive_of_their_bound() -> None:
     metrics = ProxyMetrics()
     for seconds in (0.001, LATENCY_BUCKETS[0], 0.007, 0.3, 99.0):
-        metrics.observe_upstream_latency(seconds)
+        metrics.observe_upstream_latency(seconds, "getOrders", "GET", 200, "default")
     text = metrics.render().decode()
     name = "spapi_proxy_upstream_latency_seconds"
-    assert sample(text, f'{name}_bucket{{le="0.005"}}') == 2  # 0.001 and exactly 0.005
-    assert sample(text, f'{name}_bucket{{le="0.01"}}') == 3
-    assert sample(text, f'{name}_bucket{{le="0.25"}}') == 3
-    assert sample(text, f'{name}_bucket{{le="0.5"}}') == 4
-    assert sample(text, f'{name}_bucket{{le="30.0"}}') == 4
-    assert sample(text, f'{name}_bucket{{le="+Inf"}}') == 5
-    assert sample(text, f"{name}_count") == 5
-    assert abs(sample(text, f"{name}_sum") - 99.313) < 1e-9
+    assert sample(text, f"{name}_bucket", le="0.005", **ORDERS) == 2  # 0.001 and exactly 0.005
+    assert sample(text, f"{name}_bucket", le="0.01", **ORDERS) == 3
+    assert sample(text, f"{name}_bucket", le="0.25", **ORDERS) == 3
+    assert sample(text, f"{name}_bucket", le="0.5", **ORDERS) == 4
+    assert sample(text, f"{name}_bucket", le="30.0", **ORDERS) == 4
+    assert sample(text, f"{name}_bucket", le="+Inf", **ORDERS) == 5
+    assert sample(text, f"{name}_count", **ORDERS) == 5
+    assert abs(sample(text, f"{name}_sum", **ORDERS) - 99.313) < 1e-9

@@ -78,6 +78,11 @@ class Refreshable(Generic[T]):
                 return current.value
         return (await self._shared_refresh()).value
 
+    def serves_cached(self, now: float) -> bool:
+        """Whether get() at `now` answers from the value it holds, without waiting for a fetch
+        (a background refresh may still start)."""
+        return self._current is not None and now < self._mandatory_at
+
     def invalidate(self, value: T) -> None:
         """Forget `value` (e.g. SP-API said the token expired) unless a newer one replaced it."""
         if self._current is not None and self._current.value == value:

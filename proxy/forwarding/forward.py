@@ -49,6 +49,7 @@ from proxy.forwarding.tokens import AccessTokens, Snapshot, Wanted, wanted_from
 from proxy.forwarding.upstream import Upstream
 from proxy.http import UpstreamHttpError, UpstreamResponse
 from proxy.observability.access import AccessFacts
+from proxy.observability.metrics import UNKNOWN
 from proxy.observability.request_ids import REQUEST_ID_HEADER
 from proxy.server.answers import BODYLESS_STATUSES, Answer
 
@@ -65,8 +66,7 @@ REJECTED_TOKEN_DETAILS = (
 )
 # The official SDKs' 429 backoff: 1 s x 2^n plus jitter (docs/sp-api-facts.md §7).
 RETRY_BASE_S = 1.0
-# The operation label of a request no SP-API operation matches.
-UNKNOWN_OPERATION = "unknown"
+
 RATE_LIMIT_HEADER = "x-amzn-RateLimit-Limit"
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -87,6 +87,8 @@ class Forwarder:
         shared_quota: SharedQuota | None = None,
     ) -> None:
         self._upstream = upstream
+        self._metrics = upstream.metrics
+        self._profile = upstream.profile_name
         self._access = access
         self._operations = operations
         self._limiter = limiter
@@ -97,12 +99,16 @@ class Forwarder:
         # Injected like the clock, so tests of waits and backoff need not wait.
         self._sleep = sleep
 
+    @property
+    def upstream(self) -> Upstream:
+        return self._upstream
+
     async def handle(self, request: web.BaseRequest, facts: AccessFacts) -> Answer:
         """Forward `request`; its request id (in `facts`) goes upstream and back to the client
         with it, and what the access line says about it is noted in `facts` as it is learnt."""
         outgoing = await self._outgoing(request, facts.request_id)
         op = self._operations.match(outgoing.method, outgoing.raw_path)
-        facts.operation = UNKNOWN_OPERATION if op is None else op.name
+        facts.operation = label_of(op)
         sent, reply, head = await self._send(outgoing, op, wanted_from(request.headers))
         facts.token_kind = sent.token_kind
         if self._shared is None:
@@ -140,6 +146,7 @@ class Forwarder:
         logger.info(
             "SP-API rejected the %s token; fetching a new one and retrying", sent.token_kind
         )
+        self._metrics.count_retry("token_rejected")
         reply.release()
         sent, reply = await self._send_within_quota(outgoing, op, bucket, wanted)
         return sent, reply, b""
@@ -179,6 +186,7 @@ class Forwarder:
             reply = await self._upstream.send(outgoing, sent)
             if reply.status != 429:
                 return sent, reply
+            self._metrics.count_quota_rejection(label_of(op), self._profile, "amazon")
             delay = backoff_delay(attempt, RETRY_BASE_S)
             if self._shared is not None:
                 # Amazon's bucket is empty for every replica, not only for this one.
@@ -186,6 +194,7 @@ class Forwarder:
             if attempt == retries:
                 return sent, reply
             reply.release()
+            self._metrics.count_retry("throttled")
             logger.info(
                 "SP-API answered 429; retry %d of %d in %.1f s", attempt + 1, retries, delay
             )
@@ -197,8 +206,10 @@ class Forwarder:
     ) -> None:
         wait = limiter.reserve(bucket, op, self._rate_limits.max_wait_s)
         if wait is None:
+            self._metrics.count_quota_rejection(label_of(op), self._profile, "local")
             raise quota_exceeded(op, limiter.retry_after(bucket), self._rate_limits.max_wait_s)
         if wait > 0:
+            self._metrics.count_quota_wait(label_of(op), self._profile)
             await self._sleep(wait)
 
     async def _take_shared_quota(
@@ -207,8 +218,10 @@ class Forwarder:
         max_wait_s = self._rate_limits.max_wait_s
         taken, seconds = await shared.reserve(op, bucket, max_wait_s)
         if not taken:
+            self._metrics.count_quota_rejection(label_of(op), self._profile, "local")
             raise quota_exceeded(op, seconds, max_wait_s)
         if seconds > 0:
+            self._metrics.count_quota_wait(label_of(op), self._profile)
             await self._sleep(seconds)
 
     def _observe_rate_limit(self, sent: Snapshot, reply: UpstreamResponse) -> None:
@@ -224,6 +237,11 @@ class Forwarder:
         limit = reply.headers.get(RATE_LIMIT_HEADER)
         if limit and await shared.observe_limit(sent.op, sent.bucket, limit):
             unusable_rate_limit(limit, sent.op)
+
+
+def label_of(op: Operation | None) -> str:
+    """The operation's name in logs and metrics: its operationId, or `unknown`."""
+    return UNKNOWN if op is None else op.name
 
 
 def unusable_rate_limit(limit: str, op: Operation | None) -> None:

@@ -21,6 +21,7 @@ from proxy.forwarding.headers import (
     RDT_PREFIX,
 )
 from proxy.forwarding.operations import Operation
+from proxy.observability.metrics import ProxyMetrics
 from proxy.secret import Secret
 
 # Kinds of token, as the diagnosis and the logs name them.
@@ -60,8 +61,10 @@ class AccessTokens:
         rdt_enabled: bool,
         max_cached_rdts: int,
         clock: Callable[[], float] = time.time,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self._credentials = credentials
+        self._metrics = metrics or ProxyMetrics()
         self._rdt_source = rdt_source
         self._rdt_enabled = rdt_enabled
         self._clock = clock
@@ -100,10 +103,13 @@ class AccessTokens:
 
     async def _rdt(self, key: RdtKey) -> Secret:
         cached = self._rdts.get(key)
+        if cached is not None and cached.serves_cached(self._clock()):
+            self._metrics.count_rdt(fetched=False)
         if cached is None:
             method, path, elements = key
 
             async def fetch() -> Expiring[Secret]:
+                self._metrics.count_rdt(fetched=True)
                 return await self._rdt_source.fetch(method, path, elements)
 
             sharing = self._credentials.sharing

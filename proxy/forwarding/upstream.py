@@ -9,7 +9,7 @@ from proxy.credentials.signing import OutgoingRequest, RequestSigner
 from proxy.errors import upstream_failure
 from proxy.forwarding.tokens import Snapshot
 from proxy.http import UpstreamHttpError, UpstreamPool, UpstreamResponse
-from proxy.observability.metrics import ProxyMetrics
+from proxy.observability.metrics import UNKNOWN, ProxyMetrics
 
 
 class Upstream:
@@ -21,12 +21,13 @@ class Upstream:
         metrics: ProxyMetrics,
     ) -> None:
         settings = profile.upstream
+        self.profile_name = profile.name
         self.base_url = settings.base_url
         self.user_agent = settings.effective_user_agent
         self._timeout_s = settings.timeout_s
         self._pool = pool
         self._signer = signer
-        self._metrics = metrics
+        self.metrics = metrics
 
     async def send(self, outgoing: OutgoingRequest, sent: Snapshot) -> UpstreamResponse:
         """Sign `outgoing` with what `sent` holds and send it; SP-API's reply, body unread."""
@@ -42,5 +43,20 @@ class Upstream:
             reply = await self._pool.request(outgoing.method, target, headers, outgoing.body)
         except UpstreamHttpError as error:
             raise upstream_failure(error, self.base_url, self._timeout_s) from None
-        self._metrics.observe_upstream_latency(time.perf_counter() - started)
+        op = sent.op
+        self.metrics.observe_upstream_latency(
+            time.perf_counter() - started,
+            UNKNOWN if op is None else op.name,
+            outgoing.method,
+            reply.status,
+            self.profile_name,
+        )
         return reply
+
+    @property
+    def open_connections(self) -> int:
+        return self._pool.connections
+
+    @property
+    def stale_connection_retries(self) -> int:
+        return self._pool.stale_resends

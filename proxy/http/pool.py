@@ -92,6 +92,7 @@ class UpstreamPool:
         self.loop = asyncio.get_running_loop()
         self._idle: deque[Connection] = deque()  # oldest left, newest right
         self._slots = 0  # connections open or being opened, idle ones included
+        self.stale_resends = 0  # idempotent requests re-sent after a kept-alive connection died
         self._waiters: deque[asyncio.Future[Connection | None]] = deque()
         self._open: set[Connection] = set()
         self._sweep: asyncio.TimerHandle | None = None
@@ -166,6 +167,7 @@ class UpstreamPool:
             self.slot_freed()
             raise
         logger.debug("%s closed a kept-alive connection; re-sending %s once", self.origin, method)
+        self.stale_resends += 1
         conn = await self._connect()  # in the dead connection's slot
         try:
             return await conn.send(head, body, head_only, False)

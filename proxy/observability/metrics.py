@@ -3,96 +3,183 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+import prometheus_client
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
-# Client-chosen methods are counted as OTHER, so there are at most 8 x 900 request series.
+# A `*_created` series per counter doubles what is scraped and says nothing an operator uses.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # not annotated
+
+# Client-chosen methods are counted as OTHER, so the method label has at most 8 values.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Upstream answers take from a few ms (loopback) to tens of seconds (reports).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The label value of an operation or profile the proxy did not learn (it answered first, or no
+# operation matches the path): a client's text never becomes a label value.
+UNKNOWN = "unknown"
+
+REQUEST_LABELS = ("operation", "method", "status", "profile")
+# Why a request went upstream again: Amazon's 429, a token SP-API rejected, or a kept-alive
+# connection the upstream had closed.
+RETRY_REASONS = ("throttled", "token_rejected", "stale_connection")
+
+# name (without _total) -> help, label names. Every one is a plain dict of counts.
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "spapi_proxy_requests": (
+        "Requests answered (forwarded or refused by the proxy; not its own endpoints).",
+        REQUEST_LABELS,
+    ),
+    "spapi_proxy_errors": ("Errors the proxy itself answered, by error code.", ("code",)),
+    "spapi_proxy_credential_refreshes": (
+        "Credential fetches that succeeded, by source.",
+        ("source",),
+    ),
+    "spapi_proxy_credential_refresh_failures": (
+        "Credential fetches that failed, by source.",
+        ("source",),
+    ),
+    "spapi_proxy_quota_waits": (
+        "Requests that waited for their operation's local token bucket before going upstream.",
+        ("operation", "profile"),
+    ),
+    "spapi_proxy_quota_rejections": (
+        "429s: answered by the proxy because the wait would be too long (source=local), or "
+        "received from Amazon (source=amazon, retried or not).",
+        ("operation", "profile", "source"),
+    ),
+    "spapi_proxy_retries": (
+        "Requests sent upstream again, by reason (throttled, token_rejected, stale_connection).",
+        ("reason",),
+    ),
+    "spapi_proxy_rdt_fetches": ("Restricted data tokens fetched from the Tokens API.", ()),
+    "spapi_proxy_rdt_cache_hits": ("Requests served with a cached restricted data token.", ()),
+}
+GAUGES = {
+    "spapi_proxy_inbound_connections": "Client connections open.",
+    "spapi_proxy_upstream_connections": "Connections to SP-API open or being opened.",
+}
+LATENCY = "spapi_proxy_upstream_latency_seconds"
+
+Labels = tuple[str, ...]
 
 
 class ProxyMetrics:
-    """The proxy's metrics. The two that change on every request are plain counts read at
-    scrape time: prometheus_client's labelled children and histograms take a lock and several
-    calls per update (~15k instructions a request together). The event loop is the
-    only writer, so plain integers are safe; the rare ones use prometheus_client as is."""
+    """The proxy's metrics, as plain counts read at scrape time: prometheus_client's labelled
+    children and histograms take a lock and several calls per update (~15k instructions a
+    request together). The event loop is the only writer, so plain numbers are safe."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._requests: dict[tuple[str, int], int] = {}
-        self._latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
-        self._latency_sum = 0.0
-        self.registry.register(_PerRequestCollector(self))
-        self.errors = Counter(
-            "spapi_proxy_errors",
-            "Errors the proxy itself answered, by error code.",
-            ["code"],
-            registry=self.registry,
-        )
-        self.credential_refreshes = Counter(
-            "spapi_proxy_credential_refreshes",
-            "Credential fetches that succeeded, by source.",
-            ["source"],
-            registry=self.registry,
-        )
-        self.credential_failures = Counter(
-            "spapi_proxy_credential_refresh_failures",
-            "Credential fetches that failed, by source.",
-            ["source"],
-            registry=self.registry,
-        )
+        self.counts: dict[str, dict[Labels, float]] = {name: {} for name in COUNTERS}
+        retries = self.counts["spapi_proxy_retries"]
+        for reason in RETRY_REASONS:
+            retries[(reason,)] = 0
+        self.counts["spapi_proxy_rdt_fetches"][()] = 0
+        self.counts["spapi_proxy_rdt_cache_hits"][()] = 0
+        # labels -> counts per bucket (the last one +Inf), then the sum of the values
+        self.latency: dict[Labels, list[float]] = {}
+        # Read at scrape time, set by the server and the app once they run.
+        self.inbound_connections: Callable[[], int] = lambda: 0
+        self.upstream_connections: Callable[[], int] = lambda: 0
+        self.stale_connection_retries: Callable[[], int] = lambda: 0
+        self.registry.register(_PlainCountsCollector(self))
+        ProcessCollector(registry=self.registry)
 
-    def count_request(self, method: str, status: int) -> None:
-        key = (method if method in KNOWN_METHODS else "OTHER", status)
-        self._requests[key] = self._requests.get(key, 0) + 1
+    def count_request(self, operation: str, method: str, status: int, profile: str) -> None:
+        key = (operation, method if method in KNOWN_METHODS else "OTHER", str(status), profile)
+        series = self.counts["spapi_proxy_requests"]
+        series[key] = series.get(key, 0) + 1
 
-    def observe_upstream_latency(self, seconds: float) -> None:
-        self._latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._latency_sum += seconds
+    def observe_upstream_latency(
+        self, seconds: float, operation: str, method: str, status: int, profile: str
+    ) -> None:
+        key = (operation, method if method in KNOWN_METHODS else "OTHER", str(status), profile)
+        counts = self.latency.get(key)
+        if counts is None:
+            counts = self.latency[key] = [0.0] * (len(LATENCY_BUCKETS) + 2)
+        counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        counts[-1] += seconds
+
+    def count(self, name: str, *labels: str) -> None:
+        series = self.counts[name]
+        series[labels] = series.get(labels, 0) + 1
+
+    def count_error(self, code: str) -> None:
+        self.count("spapi_proxy_errors", code)
 
     def count_refresh(self, source: str, ok: bool) -> None:
-        (self.credential_refreshes if ok else self.credential_failures).labels(source).inc()
+        name = (
+            "spapi_proxy_credential_refreshes" if ok else "spapi_proxy_credential_refresh_failures"
+        )
+        self.count(name, source)
+
+    def count_quota_wait(self, operation: str, profile: str) -> None:
+        self.count("spapi_proxy_quota_waits", operation, profile)
+
+    def count_quota_rejection(self, operation: str, profile: str, source: str) -> None:
+        self.count("spapi_proxy_quota_rejections", operation, profile, source)
+
+    def count_retry(self, reason: str) -> None:
+        self.count("spapi_proxy_retries", reason)
+
+    def count_rdt(self, fetched: bool) -> None:
+        self.count("spapi_proxy_rdt_fetches" if fetched else "spapi_proxy_rdt_cache_hits")
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def request_series(self) -> Iterator[tuple[str, str, int]]:
-        for (method, status), count in sorted(self._requests.items()):
-            yield method, str(status), count
+    def counter_series(self, name: str) -> dict[Labels, float]:
+        series = self.counts[name]
+        if name == "spapi_proxy_retries":
+            series = dict(series)
+            series[("stale_connection",)] += self.stale_connection_retries()
+        return series
 
-    def latency_buckets(self) -> tuple[list[tuple[str, float]], float]:
-        """Cumulative (upper bound, count) pairs ending with +Inf, and the sum of the values."""
-        cumulative: list[tuple[str, float]] = []
-        total = 0
-        bounds = (*map(str, LATENCY_BUCKETS), "+Inf")
-        for bound, count in zip(bounds, self._latency_counts, strict=True):
-            total += count
-            cumulative.append((bound, float(total)))
-        return cumulative, self._latency_sum
+    def gauge_values(self) -> dict[str, float]:
+        return {
+            "spapi_proxy_inbound_connections": self.inbound_connections(),
+            "spapi_proxy_upstream_connections": self.upstream_connections(),
+        }
 
 
-class _PerRequestCollector:
+class _PlainCountsCollector:
     """Turns ProxyMetrics' plain counts into Prometheus metric families when scraped."""
 
     def __init__(self, metrics: ProxyMetrics) -> None:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "spapi_proxy_requests",
-            "Requests answered by the proxy, by method and status.",
-            labels=["method", "status"],
-        )
-        for method, status, count in self._metrics.request_series():
-            requests.add_metric([method, status], count)
-        yield requests
+        metrics = self._metrics
+        for name, (documentation, labels) in COUNTERS.items():
+            family = CounterMetricFamily(name, documentation, labels=labels)
+            for values, count in sorted(metrics.counter_series(name).items()):
+                family.add_metric(values, count)
+            yield family
+        for name, value in metrics.gauge_values().items():
+            yield GaugeMetricFamily(name, GAUGES[name], value=value)
         latency = HistogramMetricFamily(
-            "spapi_proxy_upstream_latency_seconds",
+            LATENCY,
             "Time from sending a request upstream to its response headers.",
+            labels=REQUEST_LABELS,
         )
-        buckets, total = self._metrics.latency_buckets()
-        latency.add_metric([], buckets, sum_value=total)
+        bounds = (*map(str, LATENCY_BUCKETS), "+Inf")
+        for values, counts in sorted(metrics.latency.items()):
+            latency.add_metric(values, cumulative(bounds, counts[:-1]), sum_value=counts[-1])
         yield latency
+
+
+def cumulative(bounds: tuple[str, ...], counts: list[float]) -> list[tuple[str, float]]:
+    """(upper bound, count of values up to it) pairs, ending with +Inf."""
+    pairs: list[tuple[str, float]] = []
+    running = 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        running += count
+        pairs.append((bound, running))
+    return pairs

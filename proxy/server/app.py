@@ -77,6 +77,12 @@ class ProxyApp:
                     )
                 )
             self._profiles = runtimes
+            # Client-named sellers' forwarders share their profile's upstream and its pool.
+            upstreams = [runtime.forwarder.upstream for runtime in runtimes.values()]
+            self.metrics.upstream_connections = lambda: sum(u.open_connections for u in upstreams)
+            self.metrics.stale_connection_retries = lambda: sum(
+                u.stale_connection_retries for u in upstreams
+            )
             try:
                 yield
             finally:

@@ -31,6 +31,7 @@ from proxy.observability.logging_setup import (
     loggable,
     write_access_line,
 )
+from proxy.observability.metrics import UNKNOWN
 from proxy.observability.request_ids import REQUEST_ID_HEADER, request_id_of
 from proxy.profiles import ProfileRuntime, client_sellers_off
 from proxy.server.answers import Answer, error_answer
@@ -101,7 +102,7 @@ class FrontDoor:
                     loggable(error.message),
                     request_id,
                 )
-                self._metrics.errors.labels(error.code).inc()
+                self._metrics.count_error(error.code)
                 response = error_response(error, request_id)
                 if isinstance(error, RequestTooLarge):
                     # Don't let aiohttp read and discard the rest of a huge body to keep the
@@ -162,9 +163,13 @@ class FrontDoor:
     def _log_access(
         self, request: web.BaseRequest, status: int, started: float, facts: AccessFacts
     ) -> None:
-        self._metrics.count_request(request.method, status)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        write_access_line(request.method, request.path, status, elapsed_ms, facts)
+        path = request.path
+        if not path.startswith(OWN_PREFIX):  # probes and scrapes are not the traffic
+            self._metrics.count_request(
+                facts.operation or UNKNOWN, request.method, status, facts.profile or UNKNOWN
+            )
+        write_access_line(request.method, path, status, elapsed_ms, facts)
 
 
 def check_request_line(request: web.BaseRequest) -> None:

@@ -95,6 +95,8 @@ async def start_server(
         raise
     install_loop_error_reporter(asyncio.get_running_loop(), app.redactor.scrub)
     server.watchdog.start()
+    connections = server.watchdog.connections
+    app.metrics.inbound_connections = lambda: len(connections)
     bound = runner.addresses[0][1] if runner.addresses else port
     return RunningServer(runner, server, lifetime, int(bound), drain_timeout_s)
 

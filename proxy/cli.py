@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -167,7 +169,12 @@ def check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
+async def serve_proxy(
+    settings: Settings, redactor: Redactor, worker_metrics_dir: str | None = None
+) -> None:
+    """Serve until signalled; with `worker_metrics_dir` (several workers) this worker's metrics
+    are offered to, and added up with, the other workers' through that directory."""
+    from proxy.observability.worker_metrics import WorkerMetrics
     from proxy.server.app import create_app
     from proxy.server.run import serve_until_signalled, settle_garbage_collector, start_server
 
@@ -176,8 +183,15 @@ async def serve_proxy(settings: Settings, redactor: Redactor) -> None:
     server = await start_server(
         app, listen.host, listen.port, listen.drain_timeout_s, reuse_port=listen.workers > 1
     )
+    if worker_metrics_dir is not None:
+        app.worker_metrics = WorkerMetrics(worker_metrics_dir, app.metrics)
+        await app.worker_metrics.start()
     settle_garbage_collector()
-    await serve_until_signalled(server)
+    try:
+        await serve_until_signalled(server)
+    finally:
+        if app.worker_metrics is not None:
+            await app.worker_metrics.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,9 +216,15 @@ def run(args: argparse.Namespace) -> int:
         "SigV4" if settings.aws else "off, LWA only",
     )
 
+    # Several workers: one directory for their metrics sockets, made before they fork.
+    many = settings.listen.workers > 1
+    worker_metrics_dir = tempfile.mkdtemp(prefix="spapi-proxy-metrics-") if many else None
+
     def serve() -> int:
         try:
-            eventloop.run(serve_proxy(settings, redactor), settings.listen.busy_poll_us)
+            eventloop.run(
+                serve_proxy(settings, redactor, worker_metrics_dir), settings.listen.busy_poll_us
+            )
         except OSError as error:  # typically the port is taken
             listen = settings.listen
             logger.error("cannot listen on %s:%d: %s", listen.host, listen.port, error)
@@ -215,7 +235,11 @@ def run(args: argparse.Namespace) -> int:
         return serve()
     from proxy.server.workers import run_workers
 
-    return run_workers(settings.listen.workers, serve)
+    try:
+        return run_workers(settings.listen.workers, serve)
+    finally:
+        if worker_metrics_dir is not None:
+            shutil.rmtree(worker_metrics_dir, ignore_errors=True)
 
 
 def doctor(args: argparse.Namespace) -> int:

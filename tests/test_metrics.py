@@ -43,3 +43,21 @@ def test_latency_histogram_buckets_are_cumulative_and_inclusive_of_their_bound()
     assert sample(text, f"{name}_bucket", le="+Inf", **ORDERS) == 5
     assert sample(text, f"{name}_count", **ORDERS) == 5
     assert abs(sample(text, f"{name}_sum", **ORDERS) - 99.313) < 1e-9
+
+
+def test_workers_snapshots_add_up_except_start_time_and_descriptor_limit() -> None:
+    one, two = ProxyMetrics(), ProxyMetrics()
+    one.count_request("getOrders", "GET", 200, "default")
+    two.count_request("getOrders", "GET", 200, "default")
+    two.observe_upstream_latency(0.2, "getOrders", "GET", 200, "default")
+    sibling = two.snapshot()
+    sibling["process"]["process_start_time_seconds"] = 1.0  # started long before
+    sibling["process"]["process_cpu_seconds_total"] = 1000.0
+
+    text = one.render([sibling]).decode()
+
+    assert sample(text, "spapi_proxy_requests_total", **ORDERS) == 2
+    assert sample(text, "spapi_proxy_upstream_latency_seconds_count", **ORDERS) == 1
+    assert sample(text, "process_start_time_seconds") == 1.0
+    assert sample(text, "process_cpu_seconds_total") > 1000.0
+    assert sample(text, "process_max_fds") == one.snapshot()["process"]["process_max_fds"]

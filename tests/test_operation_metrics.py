@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -15,9 +17,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy.config.settings import RateLimitSettings
 from proxy.emulator import EmulatorConfig, create_emulator_app
 from proxy.server.run import RunningServer
-from tests.conftest import ORDERS_TEST_CASE_200, ServerFactory, StartProxy, settings_for
+from tests.conftest import (
+    ORDERS_TEST_CASE_200,
+    ServerFactory,
+    StartProxy,
+    emulator_state,
+    settings_for,
+)
 from tests.support.clock import FakeClock
+from tests.support.moto_sts import free_port
 from tests.support.rawhttp import RawResponse, build_request, raw_request
+from tests.test_cli_e2e import SCRIPT, lwa_environment, wait_healthy, write_config
 
 ADDRESS = "/orders/v0/orders/TEST_CASE_200/address"
 
@@ -192,3 +202,47 @@ async def test_open_inbound_and_upstream_connections_are_gauged(
 
     assert value(samples, "spapi_proxy_inbound_connections") == 2  # that one and the scrape's
     assert value(samples, "spapi_proxy_upstream_connections") == 1
+
+
+async def test_with_two_workers_every_scrape_reports_the_exact_totals_of_both(
+    emulator: TestServer, tmp_path: Path
+) -> None:
+    config = EmulatorConfig()
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        "run",
+        "--config",
+        str(write_config(tmp_path, emulator, port)),
+        env={**lwa_environment(config), "SPAPI_PROXY_LISTEN_WORKERS": "2"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_healthy(port, process)
+        # Each request on a connection of its own, so the kernel spreads them over the workers;
+        # twelve stay within the sandbox's burst of 15, so none waits or is refused.
+        for _ in range(12):
+            request = build_request("GET", ORDERS_TEST_CASE_200)
+            assert (await raw_request("127.0.0.1", port, request)).status == 200
+        scrapes = []
+        for _ in range(6):
+            text = await raw_request("127.0.0.1", port, build_request("GET", "/_proxy/metrics"))
+            samples: Samples = {}
+            for family in text_string_to_metric_families(text.body.decode()):
+                for found in family.samples:
+                    samples[(found.name, frozenset(found.labels.items()))] = found.value
+            scrapes.append(samples)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 0, output.decode()
+
+    assert len(emulator_state(emulator).received) == 12
+    for samples in scrapes:
+        assert total(samples, "spapi_proxy_requests_total", operation="getOrders") == 12
+        assert total(samples, "spapi_proxy_upstream_latency_seconds_count") == 12
+        # Each worker fetches its LWA token on its first request: 2 says both served (the
+        # kernel sending all twelve connections to one has odds of 1 in 2048).
+        assert value(samples, "spapi_proxy_credential_refreshes_total", source="lwa") == 2
+        assert value(samples, "process_cpu_seconds_total") > 0

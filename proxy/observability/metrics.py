@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -68,6 +69,12 @@ GAUGES = {
 LATENCY = "spapi_proxy_upstream_latency_seconds"
 
 Labels = tuple[str, ...]
+# What a worker process reports of its metrics to the one a scrape reached, JSON-ready:
+# {"counters": {name: [[*labels, count], ...]}, "latency": [[*labels, [*bucket counts, sum]]],
+#  "gauges": {name: value}, "process": {sample name: value}}
+Snapshot = dict[str, Any]
+# Process samples several workers don't add up: the earliest start, the one descriptor limit.
+PROCESS_MERGED_BY = {"process_start_time_seconds": min, "process_max_fds": max}
 
 
 class ProxyMetrics:
@@ -76,7 +83,6 @@ class ProxyMetrics:
     request together). The event loop is the only writer, so plain numbers are safe."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
         self.counts: dict[str, dict[Labels, float]] = {name: {} for name in COUNTERS}
         retries = self.counts["spapi_proxy_retries"]
         for reason in RETRY_REASONS:
@@ -89,8 +95,10 @@ class ProxyMetrics:
         self.inbound_connections: Callable[[], int] = lambda: 0
         self.upstream_connections: Callable[[], int] = lambda: 0
         self.stale_connection_retries: Callable[[], int] = lambda: 0
-        self.registry.register(_PlainCountsCollector(self))
-        ProcessCollector(registry=self.registry)
+        # Holds only what others register (the fleet's gauge); the proxy's own metrics are
+        # rendered from a snapshot, merged with the other workers' when there are some.
+        self.registry = CollectorRegistry()
+        self._process = ProcessCollector(registry=None)
 
     def count_request(self, operation: str, method: str, status: int, profile: str) -> None:
         key = (operation, method if method in KNOWN_METHODS else "OTHER", str(status), profile)
@@ -132,8 +140,28 @@ class ProxyMetrics:
     def count_rdt(self, fetched: bool) -> None:
         self.count("spapi_proxy_rdt_fetches" if fetched else "spapi_proxy_rdt_cache_hits")
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, siblings: Iterable[Snapshot] = ()) -> bytes:
+        """The Prometheus text of this process's metrics, added up with `siblings`' (the other
+        workers' snapshots) so that any worker a scrape reaches tells the totals."""
+        snapshot = merged([self.snapshot(), *siblings])
+        view = CollectorRegistry()
+        view.register(_SnapshotCollector(snapshot, self._process))
+        return generate_latest(view) + generate_latest(self.registry)
+
+    def snapshot(self) -> Snapshot:
+        return {
+            "counters": {
+                name: [[*labels, count] for labels, count in self.counter_series(name).items()]
+                for name in COUNTERS
+            },
+            "latency": [[*labels, counts] for labels, counts in self.latency.items()],
+            "gauges": self.gauge_values(),
+            "process": {
+                sample.name: sample.value
+                for family in self._process.collect()
+                for sample in family.samples
+            },
+        }
 
     def counter_series(self, name: str) -> dict[Labels, float]:
         series = self.counts[name]
@@ -149,20 +177,55 @@ class ProxyMetrics:
         }
 
 
-class _PlainCountsCollector:
-    """Turns ProxyMetrics' plain counts into Prometheus metric families when scraped."""
+def merged(snapshots: list[Snapshot]) -> Snapshot:
+    """One snapshot whose every count, gauge and process sample is the sum of `snapshots'`
+    (the start time their earliest, the descriptor limit their largest)."""
+    counters: dict[str, dict[Labels, float]] = {name: {} for name in COUNTERS}
+    latency: dict[Labels, list[float]] = {}
+    gauges: dict[str, float] = dict.fromkeys(GAUGES, 0.0)
+    process: dict[str, float] = {}
+    for snapshot in snapshots:
+        for name, rows in snapshot["counters"].items():
+            series = counters.setdefault(name, {})
+            for *labels, count in rows:
+                key = tuple(labels)
+                series[key] = series.get(key, 0) + count
+        for *labels, counts in snapshot["latency"]:
+            key = tuple(labels)
+            known = latency.get(key)
+            latency[key] = (
+                list(counts)
+                if known is None
+                else [a + b for a, b in zip(known, counts, strict=True)]
+            )
+        for name, value in snapshot["gauges"].items():
+            gauges[name] = gauges.get(name, 0.0) + value
+        for name, value in snapshot["process"].items():
+            combine = PROCESS_MERGED_BY.get(name)
+            known_value = process.get(name)
+            process[name] = (
+                value
+                if known_value is None
+                else (combine(known_value, value) if combine else known_value + value)
+            )
+    return {"counters": counters, "latency": latency, "gauges": gauges, "process": process}
 
-    def __init__(self, metrics: ProxyMetrics) -> None:
-        self._metrics = metrics
+
+class _SnapshotCollector:
+    """Turns a merged snapshot into Prometheus metric families."""
+
+    def __init__(self, snapshot: Snapshot, process: ProcessCollector) -> None:
+        self._snapshot = snapshot
+        self._process = process  # its families' names and help; the values are the snapshot's
 
     def collect(self) -> Iterator[Metric]:
-        metrics = self._metrics
+        snapshot = self._snapshot
         for name, (documentation, labels) in COUNTERS.items():
             family = CounterMetricFamily(name, documentation, labels=labels)
-            for values, count in sorted(metrics.counter_series(name).items()):
+            for values, count in sorted(snapshot["counters"][name].items()):
                 family.add_metric(values, count)
             yield family
-        for name, value in metrics.gauge_values().items():
+        for name, value in snapshot["gauges"].items():
             yield GaugeMetricFamily(name, GAUGES[name], value=value)
         latency = HistogramMetricFamily(
             LATENCY,
@@ -170,9 +233,16 @@ class _PlainCountsCollector:
             labels=REQUEST_LABELS,
         )
         bounds = (*map(str, LATENCY_BUCKETS), "+Inf")
-        for values, counts in sorted(metrics.latency.items()):
+        for values, counts in sorted(snapshot["latency"].items()):
             latency.add_metric(values, cumulative(bounds, counts[:-1]), sum_value=counts[-1])
         yield latency
+        process = snapshot["process"]
+        for process_family in self._process.collect():
+            process_family.samples = [
+                sample._replace(value=process.get(sample.name, sample.value))
+                for sample in process_family.samples
+            ]
+            yield process_family
 
 
 def cumulative(bounds: tuple[str, ...], counts: list[float]) -> list[tuple[str, float]]:

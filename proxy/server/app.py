@@ -17,6 +17,7 @@ from proxy.forwarding.forward import Sleep
 from proxy.forwarding.operations import OperationIndex
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
+from proxy.observability.worker_metrics import WorkerMetrics
 from proxy.profiles import ProfileRuntime, egress_proxy_secrets, running_profile
 from proxy.secret import Secret
 
@@ -41,6 +42,8 @@ class ProxyApp:
         self._profiles: dict[str, ProfileRuntime] | None = None
         # The Redis shared with other proxies (shared_state), while the app runs.
         self.fleet: Fleet | None = None
+        # The other worker processes' metrics (listen.workers > 1), added up at scrape time.
+        self.worker_metrics: WorkerMetrics | None = None
 
     @property
     def profiles(self) -> dict[str, ProfileRuntime]:

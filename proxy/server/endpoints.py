@@ -44,7 +44,9 @@ async def ready(app: ProxyApp) -> Answer:
 
 
 async def metrics(app: ProxyApp) -> Answer:
-    return Answer(200, None, [METRICS_TYPE], app.metrics.render())
+    workers = app.worker_metrics
+    siblings = [] if workers is None else await workers.siblings()
+    return Answer(200, None, [METRICS_TYPE], app.metrics.render(siblings))
 
 
 OWN_ENDPOINTS: dict[str, OwnEndpoint] = {

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,7 +27,6 @@ from proxy.credentials.signing import RequestSigner
 from proxy.credentials.store import CredentialStore
 from proxy.errors import InvalidRequest
 from proxy.fleet.keys import seller_id
-from proxy.fleet.runtime import Fleet
 from proxy.forwarding.forward import Forwarder, Sleep
 from proxy.forwarding.headers import REFRESH_TOKEN_HEADER
 from proxy.forwarding.operations import OperationIndex
@@ -38,6 +38,9 @@ from proxy.http.egress import PROXY_VARIABLES, proxy_url_secrets
 from proxy.observability.metrics import ProxyMetrics
 from proxy.observability.redact import Redactor
 from proxy.secret import Secret
+
+if TYPE_CHECKING:
+    from proxy.fleet.runtime import Fleet  # imported by the app only when state is shared
 
 # Idle upstream connections are closed after this long, aiohttp's keep-alive default: well
 # under the usual server-side idle timeouts (60 s and more), so the server rarely wins the race.

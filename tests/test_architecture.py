@@ -4,6 +4,8 @@ only the groups below it, so the layers stay what the document says they are."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +92,16 @@ def test_the_rules_catch_an_upward_import() -> None:
     assert not allowed("credentials", "proxy.forwarding.forward", rules)
     assert not allowed("forwarding", "proxy.server.front_door", ALLOWED["forwarding"])
     assert allowed("forwarding", "proxy.server.answers", ALLOWED["forwarding"])
+
+
+def test_a_proxy_that_shares_nothing_loads_no_redis_client_or_cipher() -> None:
+    # ~25 MiB per process: only a proxy configured with shared_state.redis_url pays for them.
+    probe = (
+        "import sys, proxy.cli, proxy.server.app, proxy.server.front_door, proxy.server.run, "
+        "proxy.server.endpoints, proxy.profiles; "
+        "print(sorted(m for m in ('redis', 'cryptography') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -9,10 +9,10 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from proxy.config.settings import Settings
-from proxy.fleet.runtime import Fleet
 from proxy.forwarding.forward import Sleep
 from proxy.forwarding.operations import OperationIndex
 from proxy.observability.metrics import ProxyMetrics
@@ -20,6 +20,9 @@ from proxy.observability.redact import Redactor
 from proxy.observability.worker_metrics import WorkerMetrics
 from proxy.profiles import ProfileRuntime, egress_proxy_secrets, running_profile
 from proxy.secret import Secret
+
+if TYPE_CHECKING:
+    from proxy.fleet.runtime import Fleet
 
 
 class ProxyApp:
@@ -61,6 +64,10 @@ class ProxyApp:
         operations = OperationIndex()
         async with AsyncExitStack() as stack:
             if self.settings.shared_state.redis_url is not None:
+                # Imported only here: Redis's client and AES-GCM weigh ~25 MiB a process that
+                # shares nothing should not carry.
+                from proxy.fleet.runtime import Fleet
+
                 # Made here, in the running loop: its connections belong to this loop.
                 fleet = Fleet(self.settings.shared_state, self.metrics.registry, self._clock)
                 stack.push_async_callback(fleet.close)

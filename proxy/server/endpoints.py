@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from proxy.fleet.runtime import DEGRADED
-from proxy.fleet.store import OnError
 from proxy.server.answers import Answer
 from proxy.server.app import ProxyApp
 
@@ -31,6 +29,9 @@ async def ready(app: ProxyApp) -> Answer:
     problems: list[str] = []
     shared: dict[str, str] = {}
     if app.fleet is not None:
+        from proxy.fleet.runtime import DEGRADED  # loaded with the fleet (see app.running)
+        from proxy.fleet.store import OnError
+
         # Degraded with on_error local still serves (200); with refuse every request gets 503,
         # so the replica is not ready.
         status = shared["shared_state"] = await app.fleet.status()

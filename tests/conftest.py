@@ -26,6 +26,7 @@ from proxy.server.app import create_app
 from proxy.server.run import RunningServer, start_server
 from tests.support.clock import FakeClock
 from tests.support.moto_sts import MotoSts, running_moto_sts
+from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
 from tests.support.sleeper import FakeSleeper
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -165,3 +166,17 @@ def no_secret_in_any_log_record(caplog: pytest.LogCaptureFixture) -> Iterator[No
         assert not SECRET_SHAPES.search(text), f"secret-shaped text logged: {record.name}"
         for secret in SUITE_SECRETS:
             assert secret not in text, f"a configured secret was logged by {record.name}"
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server (with a password) for a test module; tests keep apart by key prefix."""
+    with running_redis(REDIS_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A server for one test alone, which it may stop, pause, flush and restart."""
+    with running_redis(REDIS_PASSWORD) as server:
+        yield server

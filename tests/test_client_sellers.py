@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -35,7 +34,7 @@ from tests.conftest import (
     settings_for,
     url_of,
 )
-from tests.support.redis_server import RedisServer, running_redis
+from tests.support.redis_server import RedisServer
 
 HEADER = "x-spapi-refresh-token"
 RDT_PATH = "/tokens/2021-03-01/restrictedDataToken"
@@ -338,12 +337,6 @@ def test_client_refresh_tokens_on_an_open_non_loopback_listener_are_refused() ->
 
 
 # --- the fleet, on Redis --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with running_redis() as server:
-        yield server
 
 
 def fleet_settings(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,26 +19,11 @@ from tests.support.redis_server import (
     REDIS_PASSWORD,
     RedisServer,
     redis_server_binary,
-    running_redis,
 )
 
 TIMEOUT_S = 0.25
 GO = Reservation(True, 0.0)
 Replicas = Callable[..., Awaitable[list[SharedState]]]
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """One server for the module; tests keep apart by key prefix and leave it running."""
-    with running_redis() as server:
-        yield server
-
-
-@pytest.fixture
-def own_redis_server() -> Iterator[RedisServer]:
-    """A server for one test alone, which it may stop, pause, flush and restart."""
-    with running_redis(REDIS_PASSWORD) as server:
-        yield server
 
 
 @pytest.fixture

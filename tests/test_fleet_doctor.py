@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Iterator
 
-import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy.config.settings import Settings, SharedStateSettings
@@ -16,15 +14,9 @@ from proxy.emulator import EmulatorConfig
 from proxy.secret import Secret
 from tests.conftest import settings_for
 from tests.support.moto_sts import free_port
-from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
+from tests.support.redis_server import REDIS_PASSWORD, RedisServer
 
 KEY = Secret("doctor-test-encryption-key-0123456789")
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with running_redis(REDIS_PASSWORD) as server:
-        yield server
 
 
 def with_redis(settings: Settings, url: str) -> Settings:

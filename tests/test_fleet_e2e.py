@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.support.moto_sts import free_port
-from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
+from tests.support.redis_server import REDIS_PASSWORD, RedisServer
 
 SCRIPT = str(Path(sys.executable).parent / "spapi-proxy")
 ORDERS = "/orders/v0/orders?CreatedAfter=2024-01-01&MarketplaceIds=ATVPDKIKX0DER"
@@ -36,18 +36,6 @@ RDT_PREFIX = "Atz.sprdt|fleet-rdt-"
 # The sandbox's plan, which the proxy applies to every operation with upstream.sandbox on.
 RATE, BURST = 5.0, 15
 JITTER_S = 0.1
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with running_redis(REDIS_PASSWORD) as server:
-        yield server
-
-
-@pytest.fixture
-def own_redis_server() -> Iterator[RedisServer]:
-    with running_redis(REDIS_PASSWORD) as server:
-        yield server
 
 
 @dataclass

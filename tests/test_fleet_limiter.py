@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -20,24 +20,12 @@ from proxy.fleet.tokens import SharedTokens, TokenCipher
 from proxy.forwarding.operations import Operation, OperationIndex
 from proxy.forwarding.ratelimit import RateLimiter, Reservation
 from proxy.secret import Secret
-from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
+from tests.support.redis_server import REDIS_PASSWORD, RedisServer
 
 TIMEOUT_S = 0.25
 GET_ORDERS = OperationIndex().match("GET", "/orders/v0/orders")
 LOCAL_KEY = ("orders", "getOrders")
 GO = Reservation(True, 0.0)
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with running_redis() as server:
-        yield server
-
-
-@pytest.fixture
-def own_redis_server() -> Iterator[RedisServer]:
-    with running_redis(REDIS_PASSWORD) as server:
-        yield server
 
 
 Make = Callable[..., SharedState]

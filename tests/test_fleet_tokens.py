@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -14,23 +14,11 @@ from proxy.fleet.keys import FleetKeys, lock_key, seller_id
 from proxy.fleet.store import OnError, SharedState, SharedStateDown
 from proxy.fleet.tokens import SharedToken, SharedTokens, TokenCipher
 from proxy.secret import Secret
-from tests.support.redis_server import REDIS_PASSWORD, RedisServer, running_redis
+from tests.support.redis_server import RedisServer
 
 TIMEOUT_S = 0.25
 KEY = Secret("a-long-random-encryption-key-for-tests")
 TOKEN = "Atza|shared-token-for-the-whole-fleet"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with running_redis() as server:
-        yield server
-
-
-@pytest.fixture
-def own_redis_server() -> Iterator[RedisServer]:
-    with running_redis(REDIS_PASSWORD) as server:
-        yield server
 
 
 Replicas = Callable[..., list[SharedTokens]]

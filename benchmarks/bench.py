@@ -103,6 +103,7 @@ class Options:
     unpinned: bool = False
     proxy_set: tuple[tuple[str, str, object], ...] = ()
     baseline: str | None = None
+    baseline_set: tuple[tuple[str, str, object], ...] = ()
     redis: bool = False
 
 
@@ -153,6 +154,15 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="also run the proxy with shared_state on a local redis-server (rate limits on, "
         "the bucket's rate set out of reach), measured in turn with the others",
     )
+    parser.add_argument(
+        "--baseline-set",
+        action="append",
+        default=[],
+        type=config_assignment,
+        metavar="SECTION.KEY=VALUE",
+        help="config for the baseline only, over the proxy's (e.g. --baseline HEAD "
+        "--proxy-set logging.format=json --baseline-set logging.format=text); repeatable",
+    )
     args = parser.parse_args(argv)
     connections = tuple(int(c) for c in args.connections.split(","))
     if args.requests_for_rss is not None and args.requests_for_rss <= RSS_FIRST:
@@ -171,6 +181,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         unpinned=args.unpinned,
         proxy_set=tuple(args.proxy_set),
         baseline=args.baseline,
+        baseline_set=tuple(args.baseline_set),
         redis=args.redis,
     )
 
@@ -292,6 +303,9 @@ class Bench:
         settings = json.loads((self.directory / "proxy.yaml").read_text())
         port = free_port()
         settings["listen"]["port"] = port
+        for section, key, value in self.options.baseline_set:
+            settings.setdefault(section, {})[key] = value
+            self.notes.append(f"baseline: {section}.{key} = {json.dumps(value)} (--baseline-set)")
         config = self.directory / "baseline.yaml"
         write_private(config, json.dumps(settings))
         core = SUBJECT_CORE if self.proxy_pinned else None

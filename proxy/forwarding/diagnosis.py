@@ -28,7 +28,8 @@ MAX_HINT_CHARS = 200
 # The misnamed ones come first: they are what the "token is missing" hint is about.
 AUTH_LOOKING_HEADERS = ("x-amzn-access-token", "authorization", "x-amz-access-token")
 
-# Token kinds the proxy sends (`Snapshot.token_kind` in proxy.forwarding.tokens).
+# The kinds of token the proxy sends, named once here (this module imports nothing of the
+# proxy's); proxy.forwarding.tokens puts them in `Snapshot.token_kind`, the logs and metrics.
 LWA, GRANTLESS, RDT, CLIENT_RDT = "lwa", "grantless", "rdt", "client-rdt"
 
 # --- the hints, one per situation (the table in the module's tests) --------------------------

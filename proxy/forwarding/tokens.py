@@ -14,6 +14,7 @@ from proxy.credentials.rdt import RdtSource
 from proxy.credentials.refreshable import Expiring, Refreshable
 from proxy.credentials.store import CredentialStore
 from proxy.credentials.types import AwsCredentials
+from proxy.forwarding.diagnosis import CLIENT_RDT, GRANTLESS, LWA, RDT
 from proxy.forwarding.headers import (
     ACCESS_TOKEN_HEADER,
     CLIENT_RDT_HEADER,
@@ -23,9 +24,6 @@ from proxy.forwarding.headers import (
 from proxy.forwarding.operations import Operation
 from proxy.observability.metrics import ProxyMetrics
 from proxy.secret import Secret
-
-# Kinds of token, as the diagnosis and the logs name them.
-LWA, GRANTLESS, RDT, CLIENT_RDT = "lwa", "grantless", "rdt", "client-rdt"
 
 RdtKey = tuple[str, str, tuple[str, ...]]  # method, path, data elements
 

@@ -48,7 +48,6 @@ SESSION_DURATION_S = 3600
 # botocore's tries of one AssumeRole call, each given an equal share of aws.timeout_s so that
 # together they usually end by the time the proxy stops waiting.
 STS_ATTEMPTS = 3
-KEY_PREFIX_LONG_TERM, KEY_PREFIX_TEMPORARY = "AKIA", "ASIA"
 
 
 class AwsCredentialSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 from pathlib import Path
 
@@ -26,16 +27,30 @@ def rss_bytes(pid: int) -> int:
 
 
 async def start_proxy_process(
-    tmp_path: Path, emulator: TestServer, upstream: str, drain_s: float = 5, workers: int = 1
+    tmp_path: Path,
+    emulator: TestServer,
+    upstream: str,
+    drain_s: float = 5,
+    workers: int = 1,
+    *,
+    listen: str = "",
+    upstream_extra: str = "",
+    nofile: int | None = None,
 ) -> tuple[asyncio.subprocess.Process, int]:
+    """`listen` and `upstream_extra` are more flow-mapping entries, each starting with ", "."""
     base = url_of(emulator)
     port = free_port()
     config = tmp_path / "proxy.yaml"
     config.write_text(
-        f"listen: {{port: {port}, drain_timeout_s: {drain_s}, workers: {workers}}}\n"
-        f"upstream: {{endpoint: '{upstream}'}}\n"
+        f"listen: {{port: {port}, drain_timeout_s: {drain_s}, workers: {workers}{listen}}}\n"
+        f"upstream: {{endpoint: '{upstream}'{upstream_extra}}}\n"
         f"lwa: {{token_url: '{base}/auth/o2/token'}}\n"
     )
+
+    def limit_descriptors() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     process = await asyncio.create_subprocess_exec(
         SCRIPT,
         "run",
@@ -44,6 +59,7 @@ async def start_proxy_process(
         env=lwa_environment(EmulatorConfig()),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=limit_descriptors,
     )
     await wait_healthy(port, process)
     return process, port

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import resource
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,9 +24,8 @@ from proxy.server.app import create_app
 from proxy.server.listener import default_max_connections
 from proxy.server.run import LoopErrorReporter, RunningServer, start_server
 from tests.conftest import ServerFactory, StartProxy, settings_for, url_of
-from tests.support.moto_sts import free_port
 from tests.support.rawhttp import raw_request
-from tests.test_cli_e2e import SCRIPT, lwa_environment, wait_healthy
+from tests.test_lifecycle import start_proxy_process
 
 CLIENT_KEY = "server-hardening-client-key-0123"
 BODY = b'{"ok":true}'
@@ -190,41 +188,6 @@ async def test_control_characters_from_the_client_are_escaped_in_every_log_line(
 # --- draining ----------------------------------------------------------------------------------
 
 
-async def start_proxy_process(
-    tmp_path: Path,
-    emulator: TestServer,
-    upstream: str,
-    listen: str,
-    nofile: int | None = None,
-    extra: str = "",
-) -> tuple[asyncio.subprocess.Process, int]:
-    base = url_of(emulator)
-    port = free_port()
-    config = tmp_path / "proxy.yaml"
-    config.write_text(
-        f"listen: {{port: {port}, {listen}}}\n"
-        f"upstream: {{endpoint: '{upstream}'{extra}}}\n"
-        f"lwa: {{token_url: '{base}/auth/o2/token'}}\n"
-    )
-
-    def limit_descriptors() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-    process = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "run",
-        "--config",
-        str(config),
-        env=lwa_environment(EmulatorConfig()),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        preexec_fn=limit_descriptors,
-    )
-    await wait_healthy(port, process)
-    return process, port
-
-
 async def test_draining_with_a_request_stuck_on_a_silent_upstream_exits_0_within_the_timeout(
     aiohttp_server: ServerFactory, emulator: TestServer, tmp_path: Path
 ) -> None:
@@ -236,9 +199,7 @@ async def test_draining_with_a_request_stuck_on_a_silent_upstream_exits_0_within
     app.router.add_get("/silent", silent)
     upstream = await aiohttp_server(app)
     drain_s = 2.0
-    process, port = await start_proxy_process(
-        tmp_path, emulator, url_of(upstream), f"drain_timeout_s: {drain_s}"
-    )
+    process, port = await start_proxy_process(tmp_path, emulator, url_of(upstream), drain_s)
     _reader, writer = await asyncio.open_connection(HOST, port)
     writer.write(build(b"GET /silent HTTP/1.1"))
     await writer.drain()
@@ -400,9 +361,10 @@ async def test_a_flood_of_silent_connections_under_a_low_descriptor_limit_does_n
         tmp_path,
         emulator,
         canned.url,
-        "header_timeout_s: 1, drain_timeout_s: 1",
+        drain_s=1,
+        listen=", header_timeout_s: 1",
         nofile=256,
-        extra=", max_connections: 20",
+        upstream_extra=", max_connections: 20",
     )
     try:
         silent = await open_silent_sockets(port, 300)
@@ -427,7 +389,8 @@ async def test_running_out_of_descriptors_is_logged_at_most_once_a_second(
         tmp_path,
         emulator,
         canned.url,
-        "header_timeout_s: 60, max_connections: 10000, drain_timeout_s: 1",
+        drain_s=1,
+        listen=", header_timeout_s: 60, max_connections: 10000",
         nofile=128,
     )
     started = time.monotonic()

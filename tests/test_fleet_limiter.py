@@ -3,6 +3,7 @@ shared while Redis answers, this process's own (or 503) when it doesn't."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -91,6 +92,26 @@ async def test_a_rate_one_replica_learns_slows_the_other(
     taken, wait = await second.reserve(GET_ORDERS, LOCAL_KEY, max_wait_s=10.0)
     assert taken
     assert 1.5 < wait <= 2.0  # a token every 2 s now, not every 0.2 s
+
+
+async def test_a_learned_rate_lost_in_redis_is_told_again_by_a_later_answer(
+    redis_server: RedisServer, make_state: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("proxy.fleet.buckets.RESEND_LEARNED_S", 0.05)
+    state = make_state(redis_server)
+    replica = limiter(state)
+    assert GET_ORDERS is not None
+    bucket = FleetKeys(state.key_prefix, "seller", "na-sandbox").bucket(
+        GET_ORDERS.api, GET_ORDERS.name
+    )
+    await replica.observe_limit(GET_ORDERS, LOCAL_KEY, "0.5")
+    assert await state.client.hget(bucket, "learned") == b"0.5"
+    await state.client.delete(bucket)  # flushed, or expired after an idle hour
+    await replica.observe_limit(GET_ORDERS, LOCAL_KEY, "0.5")
+    assert await state.client.hget(bucket, "learned") is None  # repeated within the interval
+    await asyncio.sleep(0.1)
+    await replica.observe_limit(GET_ORDERS, LOCAL_KEY, "0.5")
+    assert await state.client.hget(bucket, "learned") == b"0.5"
 
 
 async def test_an_amazon_429_makes_every_replica_wait(

@@ -59,7 +59,6 @@ class FleetLimiter:
         self._local = local
         self._sandbox = sandbox
         self._names: dict[tuple[str, str], str] = {}  # Redis key per (api, operation)
-        self._seen_limits: dict[str, str] = {}  # the last x-amzn-RateLimit-Limit per bucket
 
     async def reserve(
         self, op: Operation | None, local_key: Hashable, max_wait_s: float
@@ -85,16 +84,12 @@ class FleetLimiter:
         plan = plan_of(op, self._sandbox)
         if op is None or plan is None:
             return unusable
-        name = self._name(op)
-        if self._seen_limits.get(name) == value:
-            return unusable  # nearly every answer repeats the value: one comparison
-        self._seen_limits[name] = value
         rate = parse_rate(value)
         if rate is not None:
-            try:
-                await self._buckets.learn_rate(name, rate, plan[1])
-            except SharedStateDown:
-                del self._seen_limits[name]  # told nobody: tell Redis when it answers again
+            # SharedBuckets sends a rate once per value and RESEND_LEARNED_S (a repeat costs a
+            # cache lookup); one unsaid while Redis is down is said with a later answer.
+            with contextlib.suppress(SharedStateDown):
+                await self._buckets.learn_rate(self._name(op), rate, plan[1])
         return unusable
 
     async def throttled(self, op: Operation | None, delay_s: float) -> None:

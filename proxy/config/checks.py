@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,10 +50,7 @@ def check_busy_poll(value: int) -> int:
 
 
 def check_region(value: str) -> str:
-    region = value.lower()
-    if region not in REGIONS:
-        raise InvalidValue(f"must be one of {', '.join(REGIONS)}, got {value!r}")
-    return region
+    return _one_of(REGIONS, value, value.lower())
 
 
 def check_endpoint(value: str) -> str:
@@ -64,23 +62,21 @@ def check_endpoint(value: str) -> str:
 
 
 def check_on_error(value: str) -> str:
-    choice = value.lower()
-    if choice not in SHARED_STATE_ON_ERROR:
-        raise InvalidValue(f"must be one of {', '.join(SHARED_STATE_ON_ERROR)}, got {value!r}")
-    return choice
+    return _one_of(SHARED_STATE_ON_ERROR, value, value.lower())
 
 
 def check_log_format(value: str) -> str:
-    choice = value.lower()
-    if choice not in LOG_FORMATS:
-        raise InvalidValue(f"must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
-    return choice
+    return _one_of(LOG_FORMATS, value, value.lower())
 
 
 def check_log_level(value: str) -> str:
-    choice = value.upper()
-    if choice not in LOG_LEVELS:
-        raise InvalidValue(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return _one_of(LOG_LEVELS, value, value.upper())
+
+
+def _one_of(choices: Collection[str], value: str, choice: str) -> str:
+    """`choice` (`value` with its case normalised) if it is one of `choices`."""
+    if choice not in choices:
+        raise InvalidValue(f"must be one of {', '.join(choices)}, got {value!r}")
     return choice
 
 

@@ -17,7 +17,7 @@ from proxy.config.environment import config_path_from, env_name
 from proxy.config.errors import ConfigError
 from proxy.config.load import load_settings
 from proxy.config.render import file_mode_warning, render_masked
-from proxy.config.settings import Settings
+from proxy.config.settings import LOG_LEVELS, Settings
 from proxy.observability.logging_setup import configure_logging
 from proxy.observability.redact import Redactor
 from proxy.server import eventloop
@@ -82,9 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     # WARNING: the verdict lines are the output; the proxy's INFO lines would bury them.
     doctor.add_argument("--log-level", default="WARNING", choices=LOG_LEVELS, type=str.upper)
     return parser
-
-
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -261,7 +258,6 @@ def demo(args: argparse.Namespace) -> int:
         asyncio.run(
             serve_demo(
                 args.port,
-                args.models,
                 redactor=redactor,
                 host=args.host,
                 emulator_config=emulator_config_from(args),

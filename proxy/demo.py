@@ -84,7 +84,6 @@ def demo_settings(
 
 async def serve_demo(
     port: int = DEFAULT_PORT,
-    models_dir: str | None = None,
     *,
     redactor: Redactor | None = None,
     out: TextIO = sys.stdout,
@@ -94,7 +93,7 @@ async def serve_demo(
     """Serve until SIGINT or SIGTERM, then drain and return. Raises DemoError if it can't start."""
     stop = asyncio.Event()
     with stopping_on_signals(stop):
-        config = emulator_config or EmulatorConfig(models_dir=models_dir)
+        config = emulator_config or EmulatorConfig()
         emulator_app = create_emulator_app(config)
         emulator = emulator_app[EMULATOR_STATE]
         async with serving_emulator(emulator_app) as emulator_port:

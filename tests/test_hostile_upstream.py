@@ -100,6 +100,22 @@ def error_code(response: RawResponse) -> str:
     return str(json.loads(response.body)["errors"][0]["code"])
 
 
+AnswerOf = Callable[[Behaviour], Awaitable[tuple[RawResponse, float]]]
+
+
+@pytest.fixture
+def answer_of(emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile) -> AnswerOf:
+    """What a client gets through the proxy from an upstream that behaves so, and how long it
+    waited for it."""
+
+    async def answer(behaviour: Behaviour) -> tuple[RawResponse, float]:
+        upstream = await hostile(behaviour)
+        proxy = await start_proxy(settings_against(emulator, upstream))
+        return await fetch(proxy.port)
+
+    return answer
+
+
 async def drip(writer: asyncio.StreamWriter, data: bytes, pause_s: float) -> None:
     for index in range(len(data)):
         writer.write(data[index : index + 1])
@@ -133,11 +149,9 @@ async def endless_continues(head: bytes, writer: asyncio.StreamWriter) -> None:
     "behaviour", [dripping_head, endless_header_lines, endless_continues], ids=lambda b: b.__name__
 )
 async def test_an_answer_head_not_in_within_timeout_s_is_504_upstream_timeout(
-    behaviour: Behaviour, emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+    behaviour: Behaviour, answer_of: AnswerOf
 ) -> None:
-    upstream = await hostile(behaviour)
-    proxy = await start_proxy(settings_against(emulator, upstream))
-    response, took = await fetch(proxy.port)
+    response, took = await answer_of(behaviour)
     assert response.status == 504
     assert error_code(response) == "UpstreamTimeout"
     assert response.header("x-spapi-proxy-error") == "UpstreamTimeout"
@@ -163,11 +177,9 @@ async def status_600(head: bytes, writer: asyncio.StreamWriter) -> None:
     "behaviour", [six_quick_continues, status_000, status_600], ids=lambda b: b.__name__
 )
 async def test_too_many_interim_answers_or_a_status_outside_100_to_599_is_502(
-    behaviour: Behaviour, emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+    behaviour: Behaviour, answer_of: AnswerOf
 ) -> None:
-    upstream = await hostile(behaviour)
-    proxy = await start_proxy(settings_against(emulator, upstream))
-    response, took = await fetch(proxy.port)
+    response, took = await answer_of(behaviour)
     assert response.status == 502
     assert error_code(response) == "UpstreamUnreachable"
     assert took < TIMEOUT_S
@@ -199,30 +211,26 @@ async def test_two_trickling_answers_block_the_pool_only_until_their_deadline(
 
 
 async def test_content_length_2_comma_2_reaches_the_client_as_one_length(
-    emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+    answer_of: AnswerOf,
 ) -> None:
     async def listed_twice(head: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\n{}")
         await writer.drain()
 
-    upstream = await hostile(listed_twice)
-    proxy = await start_proxy(settings_against(emulator, upstream))
-    response, _ = await fetch(proxy.port)
+    response, _ = await answer_of(listed_twice)
     assert response.status == 200
     assert response.body == b"{}"
     assert [value for name, value in response.headers if name.lower() == "content-length"] == ["2"]
 
 
 async def test_content_lengths_that_disagree_are_502_upstream_unreachable(
-    emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
+    answer_of: AnswerOf,
 ) -> None:
     async def disagreeing(head: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}")
         await writer.drain()
 
-    upstream = await hostile(disagreeing)
-    proxy = await start_proxy(settings_against(emulator, upstream))
-    response, _ = await fetch(proxy.port)
+    response, _ = await answer_of(disagreeing)
     assert response.status == 502
     assert error_code(response) == "UpstreamUnreachable"
     message = json.loads(response.body)["errors"][0]["message"]
@@ -230,16 +238,12 @@ async def test_content_lengths_that_disagree_are_502_upstream_unreachable(
     assert "Could not connect" not in message  # it did connect; the answer was at fault
 
 
-async def test_a_head_of_more_than_100_fields_is_502(
-    emulator: TestServer, start_proxy: StartProxy, hostile: StartHostile
-) -> None:
+async def test_a_head_of_more_than_100_fields_is_502(answer_of: AnswerOf) -> None:
     async def crowded(head: bytes, writer: asyncio.StreamWriter) -> None:
         fields = b"".join(b"X-F%d: v\r\n" % n for n in range(150))
         writer.write(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 2\r\n\r\n{}")
         await writer.drain()
 
-    upstream = await hostile(crowded)
-    proxy = await start_proxy(settings_against(emulator, upstream))
-    response, _ = await fetch(proxy.port)
+    response, _ = await answer_of(crowded)
     assert response.status == 502
     assert error_code(response) == "UpstreamUnreachable"

@@ -89,6 +89,18 @@ async def real_json(request: web.Request, handler: Handler) -> dict[str, object]
     return document
 
 
+def with_fields(
+    fields: dict[str, object],
+) -> Callable[[web.Request, Handler], Awaitable[web.Response]]:
+    """The emulator's JSON answer with ``fields`` set over its own."""
+
+    async def answer(request: web.Request, handler: Handler) -> web.Response:
+        document = {**await real_json(request, handler), **fields}
+        return web.Response(text=json.dumps(document), content_type="application/json")
+
+    return answer
+
+
 async def proxy_with_lwa(
     aiohttp_server: ServerFactory,
     clock: FakeClock,
@@ -448,10 +460,7 @@ BAD_LWA_VALUES: dict[str, dict[str, object]] = {
 async def test_lwa_token_or_lifetime_out_of_shape_is_lwa_unavailable(
     case: str, aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
 ) -> None:
-    async def bad(request: web.Request, handler: Handler) -> web.Response:
-        document = {**await real_json(request, handler), **BAD_LWA_VALUES[case]}
-        return web.Response(text=json.dumps(document), content_type="application/json")
-
+    bad = with_fields(BAD_LWA_VALUES[case])
     port, emulator = await proxy_with_lwa(aiohttp_server, clock, start_proxy, bad)
     response = await get(port)
     assert response.status == 503, response.body
@@ -490,10 +499,7 @@ BAD_RDT_VALUES: dict[str, dict[str, object]] = {
 async def test_rdt_token_or_lifetime_out_of_shape_is_rdt_rejected(
     case: str, aiohttp_server: ServerFactory, clock: FakeClock, start_proxy: StartProxy
 ) -> None:
-    async def bad(request: web.Request, handler: Handler) -> web.Response:
-        document = {**await real_json(request, handler), **BAD_RDT_VALUES[case]}
-        return web.Response(text=json.dumps(document), content_type="application/json")
-
+    bad = with_fields(BAD_RDT_VALUES[case])
     port, emulator = await proxy_with_lwa(aiohttp_server, clock, start_proxy, bad, RDT_PATH)
     response = await get(port, ADDRESS)
     assert response.status == 502, response.body

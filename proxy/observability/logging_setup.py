@@ -23,16 +23,17 @@ ACCESS_LOGGER = "proxy.access"
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
 
-class LogFormatter(logging.Formatter):
-    """The standard format, with the date part computed once per second, not per line."""
+class StampingFormatter(logging.Formatter):
+    """A formatter whose timestamp's date part is computed once per second, not per line."""
 
-    def __init__(self) -> None:
-        super().__init__(FORMAT)
+    DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+    MILLISECOND_SEPARATOR = ","
+    SUFFIX = ""
+
+    def __init__(self, fmt: str | None = None) -> None:
+        super().__init__(fmt)
         self._second = self._millisecond = -1
         self._date = self._stamp = ""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return self.stamp(record.created)
 
     def stamp(self, created: float) -> str:
         """`created` (epoch seconds) as the line's timestamp, e.g. 2026-11-26 02:10:23,052."""
@@ -41,38 +42,38 @@ class LogFormatter(logging.Formatter):
             return self._stamp
         second = int(created)
         if second != self._second:
-            self._date = time.strftime("%Y-%m-%d %H:%M:%S", self.converter(created))
+            self._date = time.strftime(self.DATE_FORMAT, self.converter(created))
             self._second = second
         self._millisecond = millisecond
-        self._stamp = f"{self._date},{int((created - second) * 1000):03d}"
+        milliseconds = int((created - second) * 1000)
+        self._stamp = f"{self._date}{self.MILLISECOND_SEPARATOR}{milliseconds:03d}{self.SUFFIX}"
         return self._stamp
 
 
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time (UTC, ISO 8601), level, logger, message and, for a
-    failure, its exception text. The handler's redacting filter has scrubbed the message and
-    the exception text before this runs; json.dumps escapes control characters (so no text can
-    start a line of its own) and everything outside ASCII (so a stray surrogate can't break the
-    write)."""
+class LogFormatter(StampingFormatter):
+    """The standard format."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return self.stamp(record.created)
+
+
+class JsonLogFormatter(StampingFormatter):
+    """One JSON object per line: time (UTC, ISO 8601, e.g. 2026-11-26T02:10:23.052Z), level,
+    logger, message and, for a failure, its exception text. The handler's redacting filter has
+    scrubbed the message and the exception text before this runs; json.dumps escapes control
+    characters (so no text can start a line of its own) and everything outside ASCII (so a stray
+    surrogate can't break the write)."""
+
+    DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+    MILLISECOND_SEPARATOR = "."
+    SUFFIX = "Z"
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = self._millisecond = -1
-        self._date = self._stamp = ""
-
-    def stamp(self, created: float) -> str:
-        """`created` (epoch seconds) as e.g. 2026-11-26T02:10:23.052Z, the date part once a
-        second."""
-        millisecond = int(created * 1000)
-        if millisecond == self._millisecond:
-            return self._stamp
-        second = int(created)
-        if second != self._second:
-            self._date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-            self._second = second
-        self._millisecond = millisecond
-        self._stamp = f"{self._date}.{int((created - second) * 1000):03d}Z"
-        return self._stamp
+        self.converter = time.gmtime
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {

@@ -26,7 +26,6 @@ import pytest
 
 from proxy.demo import DEMO_ROLE_ARN, HOST, demo_settings, serving_emulator
 from proxy.emulator import EmulatorConfig, create_emulator_app
-from proxy.observability.redact import Redactor
 from proxy.server.app import create_app
 from proxy.server.run import start_server
 
@@ -124,10 +123,8 @@ def proxy_server(emulator: SpapiEmulator) -> Callable[[], AbstractAsyncContextMa
     @asynccontextmanager
     async def serve() -> AsyncIterator[str]:
         settings = demo_settings(emulator.url, emulator.config, port=0, host=HOST)
-        redactor = Redactor()
-        for secret in (emulator.config.client_secret, emulator.config.refresh_token):
-            redactor.add(secret, configured=True)
-        running = await start_server(create_app(settings, redactor=redactor), HOST, 0, 1.0)
+        # The app registers the settings' secrets (the emulator's) with its redactor itself.
+        running = await start_server(create_app(settings), HOST, 0, 1.0)
         try:
             yield f"http://{HOST}:{running.port}"
         finally:

@@ -40,11 +40,15 @@ async def call(proxy: RunningServer, target: str) -> RawResponse:
 
 async def scrape(proxy: RunningServer) -> tuple[str, Samples]:
     text = (await call(proxy, "/_proxy/metrics")).body.decode()
+    return text, samples_of(text)
+
+
+def samples_of(text: str) -> Samples:
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return text, samples
+    return samples
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -227,12 +231,8 @@ async def test_with_two_workers_every_scrape_reports_the_exact_totals_of_both(
             assert (await raw_request("127.0.0.1", port, request)).status == 200
         scrapes = []
         for _ in range(6):
-            text = await raw_request("127.0.0.1", port, build_request("GET", "/_proxy/metrics"))
-            samples: Samples = {}
-            for family in text_string_to_metric_families(text.body.decode()):
-                for found in family.samples:
-                    samples[(found.name, frozenset(found.labels.items()))] = found.value
-            scrapes.append(samples)
+            answer = await raw_request("127.0.0.1", port, build_request("GET", "/_proxy/metrics"))
+            scrapes.append(samples_of(answer.body.decode()))
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(process.communicate(), timeout=20)

@@ -134,6 +134,7 @@ async def start_fleet(tmp_path: Path) -> AsyncIterator[StartFleet]:
         retries: int = 0,
         workers: int = 1,
         prefix: str = "fleet",
+        redis_timeout_s: float = 0.25,
     ) -> list[Proxy]:
         proxies = []
         for number in range(count):
@@ -157,7 +158,7 @@ rate_limits:
 shared_state:
   redis_url: ${{REDIS_URL}}
   key_prefix: {prefix}
-  timeout_s: 0.25
+  timeout_s: {redis_timeout_s}
   on_error: {on_error}
   encryption_key: ${{SHARED_STATE_KEY}}
 """
@@ -245,7 +246,11 @@ async def test_four_proxies_send_amazon_no_more_than_one_bucket_allows(
     amazon: tuple[FakeAmazon, str], redis_server: RedisServer, start_fleet: StartFleet
 ) -> None:
     fake, url = amazon
-    proxies = await start_fleet(url, redis_server, 4, max_wait_s=1.0, prefix="burst")
+    # A generous Redis timeout: on a busy machine a call slower than 0.25 s would send a replica
+    # to its own local bucket (on_error: local, as designed), and four local buckets overshoot.
+    proxies = await start_fleet(
+        url, redis_server, 4, max_wait_s=1.0, prefix="burst", redis_timeout_s=2.0
+    )
     async with aiohttp.ClientSession() as session:
         await asyncio.gather(*(get(session, proxy, "/_proxy/ready") for proxy in proxies))
         started = time.monotonic()
